@@ -1,0 +1,123 @@
+"""Airflow building blocks: a DuckDB DbApiHook for the provider warehouse, the SQL operator over
+include/sql/, and the sensor that waits for an approved model."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from airflow.providers.common.sql.hooks.sql import DbApiHook
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.sdk import BaseSensorOperator
+
+from batchops.settings import Settings
+from batchops.sqlsafe import parameters_used
+
+
+class DuckDBWarehouseHook(DbApiHook):
+    """common-sql hook on the provider's warehouse file.
+
+    The file is derived from the provider id, so a new provider needs no Airflow connection; the
+    connection holds the provider's warehouse lock until it is closed.
+    """
+
+    conn_name_attr = "warehouse_id"
+    default_conn_name = "batchops_warehouse"
+    conn_type = "batchops_duckdb"
+    hook_name = "BatchOps DuckDB warehouse"
+    supports_autocommit = True  # DuckDB commits each statement unless a SQL file says BEGIN
+
+    def __init__(self, provider_id: str, settings: Settings, **kwargs: Any):
+        super().__init__(warehouse_id=f"batchops_warehouse_{provider_id}", **kwargs)
+        self.provider_id = provider_id
+        self.settings = settings
+
+    def get_conn(self):
+        from batchops.warehouse import LockedConnection
+
+        return LockedConnection(self.settings, self.provider_id)
+
+    def get_uri(self) -> str:
+        from batchops.warehouse import warehouse_path
+
+        return f"duckdb:///{warehouse_path(self.settings, self.provider_id)}"
+
+    def set_autocommit(self, conn, autocommit: bool) -> None:
+        """Transactions are explicit in the SQL files."""
+
+    def get_autocommit(self, conn) -> bool:
+        return True
+
+    def _run_command(self, cur, sql_statement, parameters):
+        # Each statement gets only the $names it uses: DuckDB rejects unused named parameters.
+        super()._run_command(cur, sql_statement, parameters_used(sql_statement, parameters or {}) or None)
+
+
+class WarehouseSQLOperator(SQLExecuteQueryOperator):
+    """SQLExecuteQueryOperator on DuckDBWarehouseHook; the rendered SQL shows in the UI."""
+
+    def __init__(self, *, provider_id: str, settings: Settings, **kwargs: Any):
+        kwargs.setdefault("split_statements", True)
+        kwargs.setdefault("do_xcom_push", False)
+        super().__init__(conn_id=f"batchops_warehouse_{provider_id}", **kwargs)
+        self.provider_id = provider_id
+        self.settings = settings
+
+    def get_db_hook(self) -> DuckDBWarehouseHook:
+        return DuckDBWarehouseHook(self.provider_id, self.settings)
+
+    @property
+    def _hook(self) -> DuckDBWarehouseHook:  # lineage code asks for it too
+        return self.get_db_hook()
+
+    def execute(self, context):
+        from batchops.tasks import run_logger_for
+
+        with run_logger_for(context, self.settings).timed("stage", task=self.task_id,
+                                                           try_number=context["ti"].try_number):
+            return super().execute(context)
+
+
+class ApprovedModelSensor(BaseSensorOperator):
+    """Waits until the provider has an approved, intact model trained on or before the snapshot."""
+
+    template_fields = ("snapshot_date",)
+
+    def __init__(self, *, provider_id: str, model_pipeline: str, settings: Settings, snapshot_date: str,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        self.provider_id = provider_id
+        self.model_pipeline = model_pipeline
+        self.settings = settings
+        self.snapshot_date = snapshot_date
+
+    def poke(self, context) -> bool:
+        from batchops.errors import WarehouseError
+        from batchops.models import find_approved_model, verify_model_file
+        from batchops.runcontext import parse_snapshot_date
+
+        as_of: date = parse_snapshot_date(self.snapshot_date)
+        try:
+            model = find_approved_model(self.settings, self.provider_id, self.model_pipeline, as_of)
+        except WarehouseError as exc:  # another run holds the warehouse: look again at the next poke
+            self.log.info("warehouse busy, will poke again: %s", exc)
+            return False
+        if model is None:
+            self.log.info("no approved model of %s/%s trained on or before %s yet", self.provider_id,
+                          self.model_pipeline, as_of)
+            return False
+        verify_model_file(self.settings, self.provider_id, model)  # a tampered model fails now, not later
+        self.log.info("approved model %s found (trained on %s)", model.model_id, model.training_snapshot)
+        return True
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(
+                f"no approved model of {self.provider_id}/{self.model_pipeline} trained on or before "
+                f"{self.snapshot_date} appeared within {self.timeout}s. Run the DAG "
+                f"{self.provider_id}__{self.model_pipeline} for this or an earlier snapshot to train and approve "
+                "one, then clear this task.") from exc

@@ -1,0 +1,43 @@
+"""One exception type per kind of failure; each message tells the user what to change."""
+
+from __future__ import annotations
+
+
+class BatchOpsError(Exception):
+    """Base class: a failure with a message meant for the person running the pipeline."""
+
+
+class ConfigError(BatchOpsError):
+    """A provider or pipeline YAML file is invalid."""
+
+    def __init__(self, file: str, field: str, reason: str):
+        self.file, self.field, self.reason = file, field, reason
+        super().__init__(f"{file}: {field}: {reason}")
+
+
+class InputDataError(BatchOpsError):
+    """A landing file is missing, unreadable or not in the layout its provider config declares."""
+
+
+class DataQualityError(BatchOpsError):
+    """Data failed a check that must stop the stage (not the DQ verdict itself, which is data)."""
+
+
+class RunParameterError(BatchOpsError):
+    """A run parameter (snapshot_date, run id) is invalid."""
+
+
+class WarehouseError(BatchOpsError):
+    """The provider's DuckDB warehouse could not be opened or written."""
+
+
+class ModelIntegrityError(BatchOpsError):
+    """A model artifact is missing, tampered with, or does not fit the features."""
+
+
+class SanityCheckError(BatchOpsError):
+    """Predictions failed a check before publishing; nothing was published."""
+
+
+class ArtifactWriteError(BatchOpsError):
+    """An artifact could not be written (disk full, permissions); earlier artifacts are intact."""

@@ -1,0 +1,149 @@
+"""Models: the scikit-learn pipeline, the model store, the registry and integrity checks.
+
+A model is loaded only from the provider's model store (BATCHOPS_WAREHOUSE_DIR/models/<provider>/)
+and only when its file's sha256 equals the registry's: pickle runs code on load, so nothing else
+is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batchops.config import ModelSettings
+from batchops.errors import ModelIntegrityError
+from batchops.settings import Settings
+from batchops.sqlfiles import run_sql_file
+from batchops.warehouse import open_warehouse, warehouse_path
+
+
+def signed_log1p(values):
+    """Compress heavy-tailed counts and amounts; keeps the sign of trends."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+def build_model(settings: ModelSettings, numeric: list[str], categorical: list[str]):
+    """impute -> log -> scale for numbers, impute -> one-hot for categories, then LogisticRegression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    numeric_steps = Pipeline([
+        ("impute", SimpleImputer(strategy="median")),
+        ("log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+        ("scale", StandardScaler()),
+    ])
+    parts = [("numeric", numeric_steps, numeric)]
+    if categorical:
+        parts.append(("categorical", Pipeline([
+            ("impute", SimpleImputer(strategy="constant", fill_value="unknown")),
+            ("one_hot", OneHotEncoder(handle_unknown="ignore")),
+        ]), categorical))
+    return Pipeline([
+        ("features", ColumnTransformer(parts)),
+        ("classifier", LogisticRegression(C=settings.C, max_iter=settings.max_iter,
+                                          class_weight=settings.class_weight, random_state=settings.random_state)),
+    ])
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    model_id: str
+    pipeline: str
+    training_snapshot: date
+    status: str
+    sha256: str
+    path: Path
+    features: list[str]
+    roc_auc: float | None
+
+
+_REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc"
+
+
+def _row_to_model(row) -> RegisteredModel:
+    return RegisteredModel(row[0], row[1], row[2], row[3], row[4], Path(row[5]), json.loads(row[6]), row[7])
+
+
+def ensure_registry(warehouse, settings: Settings) -> None:
+    run_sql_file(warehouse, settings.sql_dir, "model_registry.sql", {})
+
+
+def latest_approved(warehouse, settings: Settings, pipeline: str, as_of: date) -> RegisteredModel | None:
+    """The newest approved model of the pipeline trained on a snapshot no later than as_of."""
+    ensure_registry(warehouse, settings)
+    row = warehouse.execute(
+        f"SELECT {_REGISTRY_COLUMNS} FROM model_registry WHERE pipeline = $pipeline AND status = 'approved' "
+        "AND training_snapshot <= CAST($as_of AS DATE) ORDER BY training_snapshot DESC, registered_at DESC LIMIT 1",
+        {"pipeline": pipeline, "as_of": as_of.isoformat()}).fetchone()
+    return _row_to_model(row) if row else None
+
+
+def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_of: date) -> RegisteredModel | None:
+    """Registry look-up for the sensor; None when the provider has no warehouse or no approved model yet."""
+    if not warehouse_path(settings, provider_id).exists():
+        return None
+    with open_warehouse(settings, provider_id) as warehouse:
+        return latest_approved(warehouse, settings, pipeline, as_of)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_model_file(settings: Settings, provider_id: str, model: RegisteredModel) -> Path:
+    """Refuse a model outside the provider's store, missing, or whose bytes changed since registration."""
+    store = settings.model_store(provider_id).resolve()
+    path = model.path.resolve()
+    if not path.is_relative_to(store):
+        raise ModelIntegrityError(f"model {model.model_id}: {path} is outside the model store {store}; refusing it")
+    if not path.is_file():
+        raise ModelIntegrityError(f"model {model.model_id}: {path} is missing; re-run the training DAG "
+                                  f"({provider_id}__{model.pipeline}) to produce a model")
+    actual = file_sha256(path)
+    if actual != model.sha256:
+        raise ModelIntegrityError(
+            f"model {model.model_id}: sha256 of {path} is {actual[:16]}..., the registry says {model.sha256[:16]}...; "
+            "the file was changed after training. Refusing to load it; retrain to replace it.")
+    return path
+
+
+def load_verified_model(settings: Settings, provider_id: str, model: RegisteredModel):
+    """Unpickle a model only after verify_model_file; a version mismatch warning is an error."""
+    import joblib
+
+    path = verify_model_file(settings, provider_id, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return joblib.load(path)
+        except Exception as exc:
+            raise ModelIntegrityError(
+                f"model {model.model_id} at {path} cannot be loaded safely here ({type(exc).__name__}: {exc}); "
+                "it was probably saved by another scikit-learn version. Retrain it with this deployment.") from exc
+
+
+def check_features_match(model, model_id: str, feature_columns: list[str]) -> None:
+    expected = list(getattr(model, "feature_names_in_", []))
+    if expected and expected != feature_columns:
+        raise ModelIntegrityError(
+            f"model {model_id} expects features {expected}, the pipeline now provides {feature_columns}; "
+            "retrain the model after changing the feature set")
+
+
+def register_model(warehouse, settings: Settings, entry: dict[str, Any]) -> None:
+    ensure_registry(warehouse, settings)
+    warehouse.execute(
+        "INSERT OR REPLACE INTO model_registry VALUES ($model_id, $pipeline, CAST($training_snapshot AS DATE), "
+        "$trained_in_run, $status, $reason, $roc_auc, $champion_model_id, $champion_roc_auc, $sha256, $path, "
+        "$features, now()::TIMESTAMP)", entry)

@@ -1,0 +1,150 @@
+"""ingest: read each entity's landing file with DuckDB, typed by the config, into staging Parquet.
+
+Types are explicit (never sniffed). Rows whose values do not parse are not silently dropped: DuckDB's
+store_rejects records them (line, column, raw text) and validate counts them against max_invalid.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from batchops.artifacts import write_json_atomic, write_with
+from batchops.config import EntitySpec
+from batchops.duck import scratch_connection
+from batchops.errors import InputDataError
+from batchops.runcontext import RunContext
+from batchops.sqlsafe import quote_identifier, quote_source_column, string_literal
+
+DUCKDB_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date": "DATE", "boolean": "BOOLEAN"}
+REJECT_SAMPLES = 20
+
+
+def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
+    """The entity's file for this snapshot, refusing anything that resolves outside the data folder."""
+    path = ctx.landing_dir / spec.file
+    if not path.exists():
+        raise InputDataError(
+            f"{entity}: landing file {path} does not exist. Expected the provider's {spec.file} for snapshot "
+            f"{ctx.snapshot_date} there (landing_path in the provider config); deliver it or pick another date."
+        )
+    resolved = path.resolve()
+    if not resolved.is_relative_to(ctx.settings.data_dir.resolve()):
+        raise InputDataError(f"{entity}: {path} resolves to {resolved}, outside BATCHOPS_DATA_DIR; refusing it")
+    if not resolved.is_file():
+        raise InputDataError(f"{entity}: {path} is not a regular file")
+    return resolved
+
+
+def read_header(path: Path, spec: EntitySpec) -> list[str]:
+    """Source column names from the first line, with the configured delimiter and quote."""
+    try:
+        with path.open("r", encoding="utf-8", newline="") as handle:
+            first_line = handle.readline(1 << 20)
+    except UnicodeDecodeError as exc:
+        raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason}); re-export the file as UTF-8")
+    if not first_line.strip():
+        raise InputDataError(f"{path}: the file is empty; expected a header line with columns "
+                             f"{[c.source for c in spec.columns.values()]}")
+    header = next(csv.reader([first_line], delimiter=spec.csv.delimiter, quotechar=spec.csv.quote))
+    header = [name.strip() for name in header]
+    if len(header) == 1:
+        found = [d for d in (",", ";", "\t", "|") if d != spec.csv.delimiter and d in first_line]
+        if found:
+            raise InputDataError(f"{path}: header has one column but contains {found[0]!r}; the provider config "
+                                 f"says delimiter {spec.csv.delimiter!r}. Fix csv.delimiter or the file.")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise InputDataError(f"{path}: header repeats column(s) {duplicates}; each column name must be unique")
+    return header
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_csv_sql(spec: EntitySpec, header: list[str]) -> tuple[str, list[str], list[str]]:
+    """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols)."""
+    type_of_source = {c.source: DUCKDB_TYPES[c.type] for c in spec.columns.values()}
+    column_types = ", ".join(
+        f"{string_literal(name)}: {string_literal(type_of_source.get(name, 'VARCHAR'))}" for name in header
+    )
+    select, missing = [], []
+    for canonical, column in spec.columns.items():
+        if column.source in header:
+            select.append(f"{quote_source_column(column.source)} AS {quote_identifier(canonical)}")
+        else:
+            missing.append(canonical)
+            select.append(f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(canonical)}")
+    mapped = {c.source for c in spec.columns.values()}
+    sql = (
+        f"SELECT {', '.join(select)} FROM read_csv($path, delim = $delim, quote = $quote, escape = $quote, "
+        f"header = true, auto_detect = false, columns = {{{column_types}}}, dateformat = $date_format, "
+        f"store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans')"
+    )
+    return sql, missing, [name for name in header if name not in mapped]
+
+
+def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: ThreadPoolExecutor) -> dict[str, Any]:
+    source = landing_file(ctx, entity, spec)
+    started = time.perf_counter()
+    sha_future = hasher.submit(_sha256, source)  # hashing overlaps DuckDB's parse
+    header = read_header(source, spec)
+    select_sql, missing, unmapped = _read_csv_sql(spec, header)
+    target = ctx.staging_dir / f"{entity}.parquet"
+    connection = scratch_connection(ctx.settings)
+    try:
+        def copy_to(temp: Path) -> None:
+            connection.execute(
+                f"COPY ({select_sql}) TO {string_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd)",
+                {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote,
+                 "date_format": spec.csv.date_format},
+            )
+
+        try:
+            write_with(target, copy_to)
+        except Exception as exc:  # duckdb.Error subclasses; keep duckdb import lazy
+            if type(exc).__module__.startswith("duckdb"):
+                raise InputDataError(f"{entity}: cannot read {source}: {exc}") from exc
+            raise
+        rows = connection.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(target)}).fetchone()[0]
+        reject_rows = connection.execute(
+            "SELECT count(DISTINCT line), count(*) FROM rejects").fetchone()
+        by_column = dict(connection.execute(
+            "SELECT coalesce(column_name, '(row)') || ': ' || error_type, count(*) FROM rejects "
+            "GROUP BY ALL ORDER BY 2 DESC").fetchall())
+        samples = [dict(zip(("line", "column", "error_type", "raw", "message"), row)) for row in connection.execute(
+            "SELECT line, column_name, error_type, left(csv_line, 200), left(error_message, 300) FROM rejects "
+            "ORDER BY line LIMIT $n", {"n": REJECT_SAMPLES}).fetchall()]
+    finally:
+        connection.close()
+    return {
+        "file": str(source), "bytes": source.stat().st_size, "sha256": sha_future.result(),
+        "rows": rows, "rejected_rows": reject_rows[0], "rejected_values": reject_rows[1],
+        "rejects_by_column": by_column, "reject_samples": samples,
+        "missing_columns": missing, "unmapped_source_columns": unmapped,
+        "staging": str(target), "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def ingest(ctx: RunContext) -> dict[str, Any]:
+    """Ingest every entity; writes staging/<entity>.parquet and ingest_report.json."""
+    log = ctx.logger("ingest")
+    report: dict[str, Any] = {"provider": ctx.provider.provider_id, "snapshot_date": ctx.snapshot_date.isoformat(),
+                              "entities": {}}
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        for entity, spec in ctx.provider.entities.items():
+            with log.timed("ingest_entity", entity=entity) as logged:
+                result = ingest_entity(ctx, entity, spec, hasher)
+                logged.update(rows=result["rows"], rejected_rows=result["rejected_rows"], bytes=result["bytes"])
+            report["entities"][entity] = result
+    write_json_atomic(ctx.run_dir / "ingest_report.json", report)
+    return report

@@ -1,0 +1,48 @@
+"""load: replace this snapshot's rows of every entity in the provider's warehouse, all or nothing.
+
+common-sql's SQLExecuteQueryOperator is not used here: the table name comes from the config (one
+statement set per entity) and the row counts must be verified inside the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchops.errors import WarehouseError
+from batchops.runcontext import RunContext
+from batchops.sqlfiles import run_sql_file
+from batchops.sqlsafe import quote_identifier
+from batchops.warehouse import open_warehouse, transaction
+
+
+def load(ctx: RunContext) -> dict[str, Any]:
+    log = ctx.logger("load")
+    load_id = ctx.run_id
+    counts: dict[str, int] = {}
+    with log.timed("load", snapshot_date=ctx.snapshot_date.isoformat(), load_id=load_id) as logged:
+        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
+            for entity in ctx.provider.entities:
+                staging = ctx.staging_dir / f"{entity}.parquet"
+                if not staging.exists():
+                    raise WarehouseError(f"{staging} is missing; clear the run from ingest to rebuild it")
+                parameters = {"staging_path": str(staging), "snapshot_date": ctx.snapshot_date.isoformat(),
+                              "load_id": load_id}
+                table = quote_identifier(entity)
+                try:
+                    run_sql_file(warehouse, ctx.settings.sql_dir, "load_entity.sql", parameters, {"table": table})
+                except Exception as exc:
+                    if type(exc).__module__.startswith("duckdb"):
+                        raise WarehouseError(
+                            f"loading {entity} into {warehouse.path} failed: {exc}. If the provider config "
+                            "changed the entity's columns, migrate the table or use a new entity name.") from exc
+                    raise
+                loaded = warehouse.execute(f"SELECT count(*) FROM {table} WHERE snapshot_date = CAST($d AS DATE)",
+                                           {"d": parameters["snapshot_date"]}).fetchone()[0]
+                staged = warehouse.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(staging)}).fetchone()[0]
+                if loaded != staged:
+                    raise WarehouseError(f"{entity}: {loaded} rows in the warehouse after load, {staged} staged")
+                run_sql_file(warehouse, ctx.settings.sql_dir, "load_audit.sql",
+                             {**parameters, "entity": entity, "row_count": loaded})
+                counts[entity] = loaded
+        logged.update(rows=counts)
+    return {"rows": counts, "load_id": load_id, "warehouse": str(ctx.settings.warehouse_dir)}

@@ -1,0 +1,131 @@
+"""score: predictions for every customer of the snapshot with the verified approved model.
+
+Sanity checks run before anything is published; predictions/ appears whole or not at all, and the
+warehouse rows of (snapshot, model) are replaced in one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from batchops.artifacts import replace_dir_atomic
+from batchops.errors import ModelIntegrityError, SanityCheckError
+from batchops.models import RegisteredModel, check_features_match, latest_approved, load_verified_model
+from batchops.plots import plot_score_histogram
+from batchops.runcontext import RunContext
+from batchops.sqlfiles import run_sql_file
+from batchops.sqlsafe import string_literal
+from batchops.warehouse import open_warehouse, transaction
+
+# Set to the task id to make that task fail once on purpose (resume tests and demos).
+FAIL_SWITCH = "BATCHOPS_FAIL_ONCE"
+CHUNK_ROWS = 250_000
+
+
+def sanity_check(customer_ids, scores, expected_customers: int) -> None:
+    """Refuse to publish predictions that cannot be right."""
+    problems = []
+    if len(scores) != expected_customers:
+        problems.append(f"{len(scores)} predictions for {expected_customers} customers in the snapshot")
+    if len(customer_ids) != len(set(customer_ids)):
+        problems.append(f"{len(customer_ids) - len(set(customer_ids))} duplicate customer ids")
+    if any(c is None for c in customer_ids):
+        problems.append("null customer ids")
+    nulls = int(np.isnan(scores).sum())
+    if nulls:
+        problems.append(f"{nulls} null/NaN scores")
+    outside = int(((scores < 0) | (scores > 1)).sum())
+    if outside:
+        problems.append(f"{outside} scores outside [0, 1]")
+    if len(scores) > 1 and nulls == 0 and float(np.nanmax(scores) - np.nanmin(scores)) == 0.0:
+        problems.append(f"all {len(scores)} scores are equal ({scores[0]:.6f}); the model or features are broken")
+    if problems:
+        raise SanityCheckError("predictions failed sanity checks, nothing was published: " + "; ".join(problems))
+
+
+def _maybe_fail_on_purpose(ctx: RunContext) -> None:
+    marker = ctx.run_dir / ".failed_once_score"
+    if os.environ.get(FAIL_SWITCH) == "score" and not marker.exists():
+        marker.touch()
+        raise RuntimeError(f"{FAIL_SWITCH}=score: failing once on purpose; clear this task to resume")
+
+
+def _predict(model, features_frame, feature_columns: list[str]):
+    scores = np.empty(len(features_frame), dtype="float64")
+    for start in range(0, len(features_frame), CHUNK_ROWS):
+        chunk = features_frame.iloc[start:start + CHUNK_ROWS]
+        scores[start:start + CHUNK_ROWS] = model.predict_proba(chunk[feature_columns])[:, 1]
+    return scores
+
+
+def _write_predictions(connection, frame, folder: Path) -> None:
+    """Parquet and CSV; ids that start like a formula (=, +, -, @) get a leading ' in the CSV only."""
+    connection.register("scored", frame)
+    connection.execute(f"COPY scored TO {string_literal(str(folder / 'predictions.parquet'))} (FORMAT parquet)")
+    connection.execute(
+        "COPY (SELECT CASE WHEN regexp_matches(customer_id, '^[=+\\-@\\t\\r]') THEN '''' || customer_id "
+        "ELSE customer_id END AS customer_id, score, snapshot_date, model_id FROM scored) "
+        f"TO {string_literal(str(folder / 'predictions.csv'))} (HEADER, DELIMITER ',')")
+    connection.unregister("scored")
+
+
+def resolve_model(ctx: RunContext) -> RegisteredModel:
+    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+        model = latest_approved(warehouse, ctx.settings, ctx.pipeline.model_pipeline, ctx.snapshot_date)
+    if model is None:
+        raise ModelIntegrityError(
+            f"no approved model for {ctx.provider.provider_id}/{ctx.pipeline.model_pipeline} trained on or before "
+            f"{ctx.snapshot_date}; run {ctx.provider.provider_id}__{ctx.pipeline.model_pipeline} first")
+    return model
+
+
+def score(ctx: RunContext) -> dict[str, Any]:
+    import pandas as pd
+
+    log = ctx.logger("score")
+    _maybe_fail_on_purpose(ctx)
+    registered = resolve_model(ctx)
+    model = load_verified_model(ctx.settings, ctx.provider.provider_id, registered)
+    check_features_match(model, registered.model_id, registered.features)
+    snapshot = ctx.snapshot_date.isoformat()
+    with log.timed("score", model_id=registered.model_id) as logged:
+        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+            missing = [c for c in registered.features if c not in
+                       {row[0] for row in warehouse.execute("DESCRIBE features").fetchall()}]
+            if missing:
+                raise ModelIntegrityError(f"model {registered.model_id} needs features {missing}, which the features "
+                                          "table does not have; retrain the model")
+            features_frame = warehouse.execute(
+                "SELECT * FROM features WHERE source_snapshot = CAST($d AS DATE) AND purpose = 'score' "
+                "ORDER BY customer_id", {"d": snapshot}).df()
+            expected = warehouse.execute("SELECT count(DISTINCT customer_id) FROM customers "
+                                         "WHERE snapshot_date = CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
+        scores = _predict(model, features_frame, registered.features)
+        customer_ids = features_frame["customer_id"].tolist()
+        sanity_check(customer_ids, scores, expected)
+        predictions = pd.DataFrame({"customer_id": features_frame["customer_id"], "score": scores,
+                                    "snapshot_date": ctx.snapshot_date, "model_id": registered.model_id})
+        import duckdb
+
+        scratch = duckdb.connect()
+        try:
+            replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(scratch, predictions, folder))
+        finally:
+            scratch.close()
+        plot_score_histogram(scores, ctx.run_dir / "score_histogram.png", title=f"scores {snapshot}")
+        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
+            run_sql_file(warehouse, ctx.settings.sql_dir, "predictions.sql", {
+                "snapshot_date": snapshot, "model_id": registered.model_id, "run_id": ctx.run_id,
+                "predictions_path": str(ctx.run_dir / "predictions" / "predictions.parquet")})
+            stored = warehouse.execute("SELECT count(*) FROM predictions WHERE snapshot_date = CAST($d AS DATE) "
+                                       "AND model_id = $m", {"d": snapshot, "m": registered.model_id}).fetchone()[0]
+            if stored != len(predictions):
+                raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
+        stats = {"rows": len(predictions), "model_id": registered.model_id, "mean_score": float(scores.mean()),
+                 "min_score": float(scores.min()), "max_score": float(scores.max())}
+        logged.update(stats)
+    return stats

@@ -1,0 +1,102 @@
+"""summarize: run_summary.md, what happened in this run and where everything is."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from batchops.artifacts import read_json, write_text_atomic
+from batchops.runcontext import RunContext
+from batchops.runlog import read_events
+
+FAILED_STATES = {"failed", "upstream_failed"}
+
+
+def stage_durations(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per stage from the last `stage_finished` event each stage logged."""
+    durations = {}
+    for event in events:
+        if event.get("event") == "stage_finished" and "seconds" in event:
+            durations[event["stage"]] = event["seconds"]
+    return durations
+
+
+def _optional_json(ctx: RunContext, name: str) -> dict[str, Any] | None:
+    path = ctx.run_dir / name
+    return read_json(path) if path.exists() else None
+
+
+def run_outcome(task_states: dict[str, str | None], dq_report: dict[str, Any] | None) -> tuple[str, str]:
+    """(COMPLETE | BLOCKED | FAILED, why)."""
+    failed = [t for t, s in task_states.items() if s in FAILED_STATES]
+    if dq_report is not None and not dq_report["passed"]:
+        bad = [c for c in dq_report["checks"] if not c["passed"]]
+        why = "; ".join(f"{c['entity']}.{c['column'] or '*'} {c['check']} observed {c['observed']} vs threshold "
+                        f"{c['threshold']}" for c in bad[:8])
+        return "BLOCKED", f"data quality failed ({len(bad)} checks), downstream stages skipped: {why}"
+    if failed:
+        return "FAILED", f"task(s) failed: {', '.join(failed)}; fix the cause, then clear the failed task to resume"
+    return "COMPLETE", "every stage succeeded"
+
+
+def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple[str, str]:
+    plan = _optional_json(ctx, "plan.json") or {}
+    dq = _optional_json(ctx, "dq_report.json")
+    ingest = _optional_json(ctx, "ingest_report.json")
+    metrics = _optional_json(ctx, "metrics.json")
+    durations = stage_durations(read_events(ctx.run_dir / "logs.jsonl"))
+    outcome, why = run_outcome(task_states, dq)
+    lines = [f"# Run summary: {outcome}", "", f"**{why}**", "",
+             f"- DAG: `{ctx.dag_id}`, run `{ctx.run_id}`",
+             f"- provider `{ctx.provider.provider_id}`, pipeline `{ctx.pipeline.pipeline_id}`",
+             f"- snapshot_date **{ctx.snapshot_date}** ({plan.get('snapshot_date_source', 'unknown source')})",
+             f"- artifacts: `{ctx.run_dir}`", "", "## Tasks", "", "| task | state | seconds |", "|---|---|---|"]
+    for task, state in task_states.items():
+        lines.append(f"| {task} | {state or 'not run'} | {durations.get(task, '')} |")
+    lines += ["", "## Data quality", ""]
+    if dq is None:
+        lines.append("No dq_report.json (validate did not run).")
+    else:
+        lines.append(f"Verdict: **{'PASSED' if dq['passed'] else 'FAILED'}** "
+                     f"({dq['failed_checks']} of {len(dq['checks'])} checks failed), see [dq_report.md](dq_report.md).")
+    if ingest:
+        lines += ["", "| entity | rows | rejected rows | file |", "|---|---|---|---|"]
+        for entity, result in ingest["entities"].items():
+            lines.append(f"| {entity} | {result['rows']} | {result['rejected_rows']} | `{result['file']}` |")
+    lines += ["", "## Model", ""]
+    if metrics:
+        promotion = metrics["promotion"]
+        lines += [f"- model `{metrics['model_id']}`: **{promotion['status']}** ({promotion['reason']})",
+                  f"- ROC-AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+                  f"PR-AUC {metrics['pr_auc']:.4f}, brier {metrics['brier']:.4f}",
+                  f"- n_train {metrics['n_train']}, n_test {metrics['n_test']}, trained on features at "
+                  f"{', '.join(metrics['feature_dates'])}", "- [metrics.json](metrics.json), [model/](model/)"]
+        if (ctx.run_dir / "roc_curve.png").exists():
+            lines.append("\n![ROC curve](roc_curve.png)")
+    else:
+        lines.append("No model trained in this run.")
+    lines += ["", "## Predictions", ""]
+    predictions = ctx.run_dir / "predictions" / "predictions.parquet"
+    if predictions.exists():
+        lines.append("- [predictions.parquet](predictions/predictions.parquet), "
+                     "[predictions.csv](predictions/predictions.csv)")
+        scored = [e for e in read_events(ctx.run_dir / "logs.jsonl") if e.get("event") == "score_finished"]
+        if scored:
+            last = scored[-1]
+            lines.append(f"- {last['rows']} customers scored with `{last['model_id']}`, mean score "
+                         f"{last['mean_score']:.4f}")
+        if (ctx.run_dir / "score_histogram.png").exists():
+            lines.append("\n![score histogram](score_histogram.png)")
+    else:
+        lines.append("No predictions in this run.")
+    return "\n".join(lines) + "\n", outcome
+
+
+def summarize(ctx: RunContext, task_states: dict[str, str | None]) -> dict[str, Any]:
+    """Write run_summary.md; on a complete run, drop the staging Parquet (the warehouse has the data)."""
+    text, outcome = render_summary(ctx, task_states)
+    write_text_atomic(ctx.run_dir / "run_summary.md", text)
+    if outcome == "COMPLETE":
+        shutil.rmtree(ctx.staging_dir, ignore_errors=True)
+    ctx.logger("summarize").event("run_summarized", outcome=outcome)
+    return {"outcome": outcome, "failed": [t for t, s in task_states.items() if s in FAILED_STATES]}

@@ -1,0 +1,165 @@
+"""validate: the data-quality checks of each entity, as dq_report.json and dq_report.md.
+
+One aggregate query per entity computes every metric in a single pass over the staging Parquet;
+uniqueness uses GROUP BY ... HAVING count(*) > 1, far lighter than count(DISTINCT) at 20M rows.
+validate succeeds whenever it could check; the verdict is data that dq_gate acts on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from batchops.artifacts import read_json, write_json_atomic, write_text_atomic
+from batchops.config import EntitySpec, ProviderConfig
+from batchops.duck import scratch_connection
+from batchops.errors import InputDataError
+from batchops.runcontext import RunContext
+from batchops.sqlsafe import quote_identifier
+
+
+def _check(entity: str, column: str | None, check: str, metric: str, threshold: Any, observed: Any,
+           passed: bool, detail: str = "") -> dict[str, Any]:
+    return {"entity": entity, "column": column, "check": check, "metric": metric, "threshold": threshold,
+            "observed": observed, "passed": bool(passed), "detail": detail}
+
+
+def _invalid_condition(name: str, spec) -> str | None:
+    """SQL condition (over a non-null value) for values the config does not allow."""
+    column = quote_identifier(name)
+    conditions = []
+    if spec.type == "float":
+        conditions.append(f"NOT isfinite({column})")
+    if spec.min is not None:
+        conditions.append(f"{column} < {float(spec.min)!r}")
+    if spec.max is not None:
+        conditions.append(f"{column} > {float(spec.max)!r}")
+    if spec.allowed_values is not None:
+        conditions.append(f"NOT list_contains($allowed_{name}, {column})")
+    return " OR ".join(conditions) or None
+
+
+def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any]:
+    """Row count, per-column null and invalid counts, and primary-key duplicates/nulls in one pass."""
+    selects = ["count(*) AS row_count"]
+    parameters: dict[str, Any] = {"staging": str(staging)}
+    for name, column in spec.columns.items():
+        quoted = quote_identifier(name)
+        selects.append(f"count(*) FILTER (WHERE {quoted} IS NULL) AS {quote_identifier('nulls_' + name)}")
+        condition = _invalid_condition(name, column)
+        if condition:
+            selects.append(f"count(*) FILTER (WHERE {quoted} IS NOT NULL AND ({condition})) "
+                           f"AS {quote_identifier('invalid_' + name)}")
+        if column.allowed_values is not None:
+            parameters[f"allowed_{name}"] = column.allowed_values
+    row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
+    metrics = dict(zip([d[0] for d in row.description], row.fetchone()))
+    keys = ", ".join(quote_identifier(k) for k in spec.primary_key)
+    null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key)
+    duplicate = connection.execute(
+        f"SELECT count(*), coalesce(sum(n), 0), list(key_text ORDER BY key_text)[1:5] FROM ("
+        f"  SELECT count(*) AS n, concat_ws('|', {keys}) AS key_text FROM read_parquet($staging)"
+        f"  WHERE NOT ({null_key}) GROUP BY {keys} HAVING count(*) > 1)", {"staging": str(staging)}).fetchone()
+    metrics["duplicate_keys"], metrics["rows_with_duplicate_keys"], metrics["duplicate_key_examples"] = duplicate
+    metrics["null_keys"] = connection.execute(
+        f"SELECT count(*) FROM read_parquet($staging) WHERE {null_key}", {"staging": str(staging)}).fetchone()[0]
+    return metrics
+
+
+def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any],
+                  ingest_result: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = provider.entities[entity]
+    rows = metrics["row_count"]
+    min_rows = spec.min_rows if spec.min_rows is not None else provider.dq.min_rows
+    max_invalid = provider.dq.max_invalid
+    checks = [_check(entity, None, "row_count", "rows", f">= {max(min_rows, 1)}", rows, rows >= max(min_rows, 1))]
+    missing_columns = set(ingest_result["missing_columns"])
+    for name, column in spec.columns.items():
+        if name in missing_columns:
+            checks.append(_check(entity, name, "required_column", "present", "present" if column.required else
+                                 "optional", "absent", not column.required,
+                                 f"source column {column.source!r} is not in the file"))
+            continue
+        if column.required:
+            checks.append(_check(entity, name, "required_column", "present", "present", "present", True))
+    total = rows + ingest_result["rejected_rows"]
+    rejected_share = ingest_result["rejected_rows"] / total if total else 0.0
+    checks.append(_check(entity, None, "parse_errors", "rejected_row_fraction", max_invalid, round(rejected_share, 6),
+                         rejected_share <= max_invalid,
+                         "; ".join(f"{k}: {v}" for k, v in ingest_result["rejects_by_column"].items())))
+    for name, column in spec.columns.items():
+        if name in missing_columns:
+            continue
+        threshold = provider.missing_threshold(entity, name)
+        share = metrics[f"nulls_{name}"] / rows if rows else 0.0
+        checks.append(_check(entity, name, "missingness", "missing_fraction", threshold, round(share, 6),
+                             share <= threshold))
+        if f"invalid_{name}" in metrics:
+            invalid_share = metrics[f"invalid_{name}"] / rows if rows else 0.0
+            rule = [f"allowed {column.allowed_values}" if column.allowed_values else "",
+                    f"min {column.min}" if column.min is not None else "",
+                    f"max {column.max}" if column.max is not None else "",
+                    "finite" if column.type == "float" else ""]
+            checks.append(_check(entity, name, "valid_values", "invalid_fraction", max_invalid,
+                                 round(invalid_share, 6), invalid_share <= max_invalid,
+                                 ", ".join(r for r in rule if r)))
+    key = "+".join(spec.primary_key)
+    checks.append(_check(entity, key, "unique_key", "duplicate_keys", 0, metrics["duplicate_keys"],
+                         metrics["duplicate_keys"] == 0,
+                         f"examples: {metrics['duplicate_key_examples']}" if metrics["duplicate_keys"] else ""))
+    checks.append(_check(entity, key, "key_not_null", "null_keys", 0, metrics["null_keys"], metrics["null_keys"] == 0))
+    return checks
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    lines = [f"# Data quality: {verdict}", "",
+             f"Provider **{report['provider']}**, snapshot **{report['snapshot_date']}**: "
+             f"{report['failed_checks']} of {len(report['checks'])} checks failed.", "",
+             "| result | entity | column | check | metric | threshold | observed | detail |",
+             "|---|---|---|---|---|---|---|---|"]
+    ordered = sorted(report["checks"], key=lambda c: c["passed"])  # failed first
+    for c in ordered:
+        cells = ["PASS" if c["passed"] else "**FAIL**", c["entity"], c["column"] or "", c["check"], c["metric"],
+                 str(c["threshold"]), str(c["observed"]), str(c["detail"]).replace("|", "\\|")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def validate(ctx: RunContext) -> dict[str, Any]:
+    """Run every check; writes dq_report.json and dq_report.md; returns the report."""
+    log = ctx.logger("validate")
+    ingest_report_path = ctx.run_dir / "ingest_report.json"
+    if not ingest_report_path.exists():
+        raise InputDataError(f"{ingest_report_path} is missing; clear and re-run the ingest task first")
+    ingest_report = read_json(ingest_report_path)
+    checks: list[dict[str, Any]] = []
+    connection = scratch_connection(ctx.settings)
+    try:
+        for entity, spec in ctx.provider.entities.items():
+            with log.timed("validate_entity", entity=entity):
+                metrics = entity_metrics(connection, ctx.staging_dir / f"{entity}.parquet", spec)
+                checks += entity_checks(ctx.provider, entity, metrics, ingest_report["entities"][entity])
+    finally:
+        connection.close()
+    failed = [c for c in checks if not c["passed"]]
+    report = {"provider": ctx.provider.provider_id, "snapshot_date": ctx.snapshot_date.isoformat(),
+              "passed": not failed, "failed_checks": len(failed), "checks": checks,
+              "rows": {e: r["rows"] for e, r in ingest_report["entities"].items()}}
+    write_json_atomic(ctx.run_dir / "dq_report.json", report)
+    write_text_atomic(ctx.run_dir / "dq_report.md", render_markdown(report))
+    log.event("dq_verdict", level="INFO" if not failed else "WARNING", passed=not failed, failed_checks=len(failed),
+              failed=[f"{c['entity']}.{c['column']}:{c['check']}" for c in failed])
+    return report
+
+
+def dq_verdict(ctx: RunContext) -> tuple[bool, str]:
+    """(passed, reason) from dq_report.json, for the gate and the summary."""
+    report = read_json(ctx.run_dir / "dq_report.json")
+    failed = [c for c in report["checks"] if not c["passed"]]
+    if not failed:
+        return True, f"all {len(report['checks'])} checks passed"
+    reasons = "; ".join(f"{c['entity']}.{c['column'] or '*'} {c['check']}: observed {c['observed']} vs "
+                        f"threshold {c['threshold']}" for c in failed[:5])
+    more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
+    return False, f"{len(failed)} DQ check(s) failed: {reasons}{more}"
