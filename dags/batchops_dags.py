@@ -1,4 +1,4 @@
-"""Every BatchOps DAG (one per provider x pipeline), built by batchops.factory from the YAML configs.
+"""Every BatchOps Airflow DAG (one per provider x pipeline), built by batchops.factory from the YAML configs.
 
 Nothing here knows about any provider: add include/configs/<provider>.yaml and its DAGs appear.
 """

@@ -73,6 +73,10 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
     def execute(self, context):
         from batchops.tasks import run_logger_for
 
+        if not isinstance(self.sql, str):
+            # common-sql splits a string into statements but runs each list item whole; our list holds
+            # whole rendered files, so split them here (DuckDB binds parameters one statement at a time).
+            self.sql = [statement for text in self.sql for statement in DbApiHook.split_sql_string(text)]
         with run_logger_for(context, self.settings).timed("stage", task=self.task_id,
                                                            try_number=context["ti"].try_number):
             return super().execute(context)

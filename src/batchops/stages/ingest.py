@@ -46,7 +46,7 @@ def read_header(path: Path, spec: EntitySpec) -> list[str]:
         with path.open("r", encoding="utf-8", newline="") as handle:
             first_line = handle.readline(1 << 20)
     except UnicodeDecodeError as exc:
-        raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason}); re-export the file as UTF-8")
+        raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason}); re-export the file as UTF-8") from exc
     if not first_line.strip():
         raise InputDataError(f"{path}: the file is empty; expected a header line with columns "
                              f"{[c.source for c in spec.columns.values()]}")
@@ -121,7 +121,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
         by_column = dict(connection.execute(
             "SELECT coalesce(column_name, '(row)') || ': ' || error_type, count(*) FROM rejects "
             "GROUP BY ALL ORDER BY 2 DESC").fetchall())
-        samples = [dict(zip(("line", "column", "error_type", "raw", "message"), row)) for row in connection.execute(
+        samples = [dict(zip(("line", "column", "error_type", "raw", "message"), row, strict=True)) for row in connection.execute(
             "SELECT line, column_name, error_type, left(csv_line, 200), left(error_message, 300) FROM rejects "
             "ORDER BY line LIMIT $n", {"n": REJECT_SAMPLES}).fetchall()]
     finally:

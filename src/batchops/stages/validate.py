@@ -53,7 +53,7 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
         if column.allowed_values is not None:
             parameters[f"allowed_{name}"] = column.allowed_values
     row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
-    metrics = dict(zip([d[0] for d in row.description], row.fetchone()))
+    metrics = dict(zip([d[0] for d in row.description], row.fetchone(), strict=True))
     keys = ", ".join(quote_identifier(k) for k in spec.primary_key)
     null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key)
     duplicate = connection.execute(
