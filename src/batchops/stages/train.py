@@ -3,6 +3,7 @@ then promote only through the guardrails: thresholds and no worse than the champ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -146,7 +147,10 @@ def train(ctx: RunContext) -> dict[str, Any]:
     model_dir = ctx.run_dir / "model"
     write_with(model_dir / "model.pkl", lambda temp: joblib.dump(model, temp))
     sha = file_sha256(model_dir / "model.pkl")
-    model_id = f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__{sha[:12]}"
+    # The run is part of the id: retraining identical bytes in another run (say, under other guardrails)
+    # is a new registry decision and must not overwrite the earlier one; a retry of the same run is idempotent.
+    run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
+    model_id = f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__{sha[:10]}{run_tag}"
     store_dir = ctx.settings.model_store(ctx.provider.provider_id) / model_id
     replace_dir_atomic(store_dir, lambda staging: shutil.copy2(model_dir / "model.pkl", staging / "model.pkl"))
     promotion = {"status": status, "reason": reason, "champion": champion}

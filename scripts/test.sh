@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite (lint, unit, DAG integrity, end-to-end `airflow dags test`).
+#   bash scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+export PATH=$PWD/.venv/bin:$PATH
+ruff check src dags plugins scripts tests
+pytest -q "$@"

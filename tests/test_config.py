@@ -1,0 +1,161 @@
+"""Config schema: the shipped files are valid; every broken file is reported with file, field and reason
+and never hides the other providers."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from batchops.cli import main as cli_main
+from batchops.config import deep_merge, load_config_set
+from batchops.settings import Settings
+
+from conftest import REPO
+
+
+def load(settings: Settings):
+    return load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def provider_yaml(provider_id: str = "provider_x", extra: str = "", column_extra: str = "") -> str:
+    return f"""\
+provider_id: {provider_id}
+{extra}
+entities:
+  customers:
+    file: customers.csv
+    primary_key: [customer_id]
+    columns:
+      customer_id: {{source: id, type: string, required: true}}
+      signup_date: {{source: joined, type: date}}
+      region: {{source: region, type: string}}
+      segment: {{source: segment, type: string}}
+      age: {{source: age, type: integer}}
+      {column_extra}
+  transactions:
+    file: tx.csv
+    primary_key: [transaction_id]
+    columns:
+      transaction_id: {{source: tid, type: string}}
+      customer_id: {{source: id, type: string}}
+      txn_date: {{source: day, type: date}}
+      amount: {{source: value, type: float}}
+"""
+
+
+def test_shipped_configs_are_valid_and_pair_up(project):
+    config_set = load(project)
+    assert config_set.issues == []
+    assert sorted(f"{p.provider_id}__{q.pipeline_id}" for p, q in config_set.dag_pairs()) == [
+        "provider_a__propensity_model", "provider_a__propensity_scoring",
+        "provider_b__propensity_model", "provider_b__propensity_scoring"]
+
+
+def test_defaults_merge_under_provider_and_provider_wins(project):
+    config_set = load(project)
+    a, b = config_set.providers["provider_a"], config_set.providers["provider_b"]
+    assert a.owner == "batchops" and a.schedule == "@daily"  # from _defaults.yaml
+    assert a.dq.max_missing == 0.05 and b.dq.max_missing == 0.02  # provider_b overrides one key
+    assert b.dq.max_invalid == 0.0  # ...and keeps the other defaults of the same mapping
+
+
+def test_provider_b_really_differs_from_provider_a(project):
+    config_set = load(project)
+    a, b = config_set.providers["provider_a"], config_set.providers["provider_b"]
+    assert a.entities["transactions"].csv.delimiter != b.entities["transactions"].csv.delimiter
+    assert a.entities["transactions"].csv.date_format != b.entities["transactions"].csv.date_format
+    assert a.entities["customers"].columns["customer_id"].source != b.entities["customers"].columns["customer_id"].source
+    assert a.missing_threshold("customers", "region") != b.missing_threshold("customers", "region")
+
+
+def test_deep_merge_replaces_lists_and_merges_mappings():
+    merged = deep_merge({"dq": {"a": 1, "b": 2}, "pipelines": ["x", "y"]}, {"dq": {"b": 3}, "pipelines": ["z"]})
+    assert merged == {"dq": {"a": 1, "b": 3}, "pipelines": ["z"]}
+
+
+BROKEN_PROVIDERS = {
+    "yaml_syntax": ("provider_id: [unclosed\n", "(yaml)", "line"),
+    "python_tag": ("provider_id: !!python/object:os.system x\n", "(yaml)", "custom YAML tags"),
+    "alias_bomb": ('a: &a ["x","x"]\nb: &b [*a,*a]\nc: [*b,*b]\n', "(yaml)", "aliases"),
+    "duplicate_key": (provider_yaml() + "provider_id: again\n", "(yaml)", "duplicate key 'provider_id'"),
+    "norway_boolean": (provider_yaml(extra="pipelines: [no]"), "pipelines.0", "'no'"),
+    "unknown_key": (provider_yaml(extra="shedule: '@daily'"), "shedule", "unknown key"),
+    "missing_entities": ("provider_id: provider_x\n", "entities", "required key is missing"),
+    "uppercase_id": (provider_yaml("Provider_X"), "provider_id", "must match"),
+    "path_in_id": (provider_yaml("../evil"), "provider_id", "must match"),
+    "column_mapped_twice": (provider_yaml(column_extra="other: {source: age, type: integer}"),
+                            "entities.customers", "mapped twice"),
+    "unknown_type": (provider_yaml(column_extra="other: {source: o, type: decimal}"),
+                     "entities.customers.columns.other.type", "Input should be"),
+    "threshold_above_one": (provider_yaml(column_extra="other: {source: o, type: string, max_missing: 1.5}"),
+                            "entities.customers.columns.other.max_missing", "less than or equal to 1"),
+    "unknown_pipeline": (provider_yaml(extra="pipelines: [churn_model]"), "pipelines.0", "unknown pipeline"),
+    "landing_outside_data": (provider_yaml(extra="landing_path: '../{snapshot_date}'"), "landing_path", "inside"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_PROVIDERS))
+def test_broken_provider_file_is_reported_and_others_still_load(project, case):
+    text, field, reason = BROKEN_PROVIDERS[case]
+    broken = write(project.config_dir / "provider_x.yaml", text)
+    config_set = load(project)
+    issues = config_set.broken_files[str(broken)]
+    assert any(field in issue.field and reason in issue.reason for issue in issues), issues
+    assert set(config_set.providers) == {"provider_a", "provider_b"}  # the others are untouched
+
+
+def test_two_files_with_the_same_provider_id_keep_the_first(project):
+    copy = write(project.config_dir / "zz_copy.yaml", (project.config_dir / "provider_a.yaml").read_text())
+    config_set = load(project)
+    assert "already defined in" in config_set.broken_files[str(copy)][0].reason
+    assert config_set.provider_files["provider_a"].name == "provider_a.yaml"
+
+
+def test_provider_missing_a_column_the_pipeline_needs_is_refused(project):
+    path = write(project.config_dir / "provider_x.yaml", provider_yaml().replace(
+        "      amount: {source: value, type: float}\n", ""))
+    issues = load(project).broken_files[str(path)]
+    assert any("needs canonical columns ['amount']" in i.reason for i in issues)
+
+
+BROKEN_PIPELINES = {
+    "unknown_stage": ("stages: [plan, ingest, magic]", "stages.2", "Input should be"),
+    "stage_out_of_order": ("stages: [plan, load, ingest]", "(top level)", "needs ['dq_gate']"),
+    "missing_sql_file": ("stages: [plan, ingest, validate, dq_gate, load, build_features]\n"
+                         "features: {sql: [nope.sql], columns: [age]}", "features.sql.0", "does not exist"),
+    "sql_outside_sql_dir": ("stages: [plan, ingest, validate, dq_gate, load, build_features]\n"
+                            "features: {sql: [../configs/x.sql], columns: [age]}", "features.sql.0", "inside"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_PIPELINES))
+def test_broken_pipeline_file_is_reported(project, case):
+    body, field, reason = BROKEN_PIPELINES[case]
+    path = write(project.pipelines_dir / "broken.yaml", f"pipeline_id: broken\n{body}\n")
+    config_set = load(project)
+    issue = config_set.broken_files[str(path)][0]
+    assert field in issue.field and reason in issue.reason, issue
+    assert set(config_set.pipelines) == {"propensity_model", "propensity_scoring"}
+
+
+def test_validate_command_exit_codes(project, monkeypatch, capsys):
+    monkeypatch.setenv("BATCHOPS_HOME", str(project.home))
+    assert cli_main(["validate"]) == 0
+    assert "4 DAG(s)" in capsys.readouterr().out
+    write(project.config_dir / "provider_x.yaml", provider_yaml(extra="shedule: daily"))
+    assert cli_main(["validate"]) == 1
+    assert "provider_x.yaml: shedule: unknown key" in capsys.readouterr().err
+
+
+def test_repository_configs_validate_from_the_command_line(monkeypatch):
+    monkeypatch.setenv("BATCHOPS_HOME", str(REPO))
+    for variable in ("BATCHOPS_CONFIG_DIR", "BATCHOPS_PIPELINES_DIR", "BATCHOPS_SQL_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    assert cli_main(["validate"]) == 0
