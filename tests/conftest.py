@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +16,9 @@ from batchops.runcontext import RunContext
 from batchops.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Airflow reads these at import: keep the test session away from ~/airflow and the example DAGs.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="batchops-airflow-home-"))
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 SNAPSHOT = date(2026, 2, 1)
 sys.path.insert(0, str(REPO / "scripts"))  # generate_data is a script, imported here as a module
 

@@ -1,0 +1,157 @@
+"""End to end: whole DAGs through `airflow dags test` (SQLite metadata), checked by their artifacts
+and the warehouse. Tests in this module share one project and run in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from batchops.settings import Settings
+
+from conftest import REPO, make_drop
+
+pytestmark = pytest.mark.e2e
+
+RUN_ARTIFACTS = ["plan.json", "logs.jsonl", "dq_report.json", "dq_report.md", "metrics.json", "model/model.pkl",
+                 "model/model_meta.json", "predictions/predictions.parquet", "predictions/predictions.csv",
+                 "run_summary.md", "roc_curve.png", "score_histogram.png"]
+SCORING_ARTIFACTS = [a for a in RUN_ARTIFACTS if not a.startswith(("metrics", "model", "roc"))]
+
+
+class Stack:
+    """An isolated project + embedded Airflow (SQLite) to run `airflow dags test` in."""
+
+    def __init__(self, root: Path):
+        for folder in ("configs", "pipelines", "sql"):
+            shutil.copytree(REPO / "include" / folder, root / "include" / folder)
+        defaults = root / "include" / "configs" / "_defaults.yaml"
+        defaults.write_text(defaults.read_text().replace("retries: 1", "retries: 0"))  # fail fast in tests
+        self.settings = Settings.from_env(default_home=root, env={})
+        self.env = {**os.environ, "BATCHOPS_HOME": str(root), "AIRFLOW_HOME": str(root / "airflow_home"),
+                    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                    "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins")}
+        for variable in ("BATCHOPS_CONFIG_DIR", "BATCHOPS_PIPELINES_DIR", "BATCHOPS_RUNS_DIR", "BATCHOPS_DATA_DIR",
+                         "BATCHOPS_WAREHOUSE_DIR", "BATCHOPS_FAIL_ONCE"):
+            self.env.pop(variable, None)
+        subprocess.run(["airflow", "db", "migrate"], env=self.env, check=True, capture_output=True)
+
+    def dags_test(self, dag_id: str, snapshot: str, extra_env: dict | None = None) -> tuple[int, str, Path]:
+        before = set(self.run_dirs(dag_id))
+        done = subprocess.run(["airflow", "dags", "test", dag_id, snapshot, "--conf",
+                               json.dumps({"snapshot_date": snapshot})],
+                              env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600)
+        new = [d for d in self.run_dirs(dag_id) if d not in before]
+        assert len(new) == 1, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.returncode, done.stdout + done.stderr, new[0]
+
+    def run_dirs(self, dag_id: str) -> list[Path]:
+        folder = self.settings.runs_dir / dag_id
+        return sorted(folder.iterdir()) if folder.exists() else []
+
+    def warehouse_rows(self, provider: str, table: str, snapshot: str) -> tuple[int, int]:
+        with duckdb.connect(str(self.settings.warehouse_dir / f"{provider}.duckdb"), read_only=True) as con:
+            key = {"customers": "customer_id", "transactions": "transaction_id", "predictions": "customer_id"}[table]
+            return con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table} "
+                               "WHERE snapshot_date = CAST(? AS DATE)", [snapshot]).fetchone()
+
+
+def task_states(output: str) -> dict[str, str]:
+    """Final state of each task, from the `dags test` log lines."""
+    states = {}
+    for line in output.splitlines():
+        if "[DAG TEST] end task task_id=" in line:
+            task = line.split("task_id=")[1].split()[0]
+            states[task] = "ended"
+    return states
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Stack:
+    return Stack(tmp_path_factory.mktemp("e2e"))
+
+
+def csv_rows(path: Path) -> int:
+    return sum(1 for _ in path.open()) - 1
+
+
+def test_propensity_model_runs_end_to_end_for_provider_a(stack):
+    files = make_drop(stack.settings, "provider_a", date(2026, 2, 1), customers=800)
+    code, output, run_dir = stack.dags_test("provider_a__propensity_model", "2026-02-01")
+    assert code == 0, output[-4000:]
+    for artifact in RUN_ARTIFACTS:
+        assert (run_dir / artifact).exists(), artifact
+    summary = (run_dir / "run_summary.md").read_text()
+    assert summary.startswith("# Run summary: COMPLETE")
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["snapshot_date"] == "2026-02-01" and plan["snapshot_date_source"] == "conf.snapshot_date"
+    assert {"provider_config", "defaults", "pipeline_config", "sql:features.sql"} <= set(plan["files"])
+    assert stack.warehouse_rows("provider_a", "transactions", "2026-02-01") == (csv_rows(files["transactions"]),) * 2
+    assert stack.warehouse_rows("provider_a", "predictions", "2026-02-01") == (800, 800)
+    events = [json.loads(line) for line in (run_dir / "logs.jsonl").read_text().splitlines()]
+    assert {e["stage"] for e in events if e["event"] == "stage_finished"} >= {"ingest", "load", "build_features",
+                                                                             "train", "score"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["roc_auc"] > 0.7 and metrics["promotion"]["status"] == "approved"
+
+
+def test_rerunning_the_same_snapshot_leaves_the_same_rows(stack):
+    before = {t: stack.warehouse_rows("provider_a", t, "2026-02-01") for t in ("customers", "transactions")}
+    code, output, _ = stack.dags_test("provider_a__propensity_model", "2026-02-01")
+    assert code == 0, output[-4000:]
+    after = {t: stack.warehouse_rows("provider_a", t, "2026-02-01") for t in ("customers", "transactions")}
+    assert after == before
+
+
+def test_scoring_pipeline_uses_the_approved_model(stack):
+    make_drop(stack.settings, "provider_a", date(2026, 2, 2), customers=800, seed=11)
+    code, output, run_dir = stack.dags_test("provider_a__propensity_scoring", "2026-02-02")
+    assert code == 0, output[-4000:]
+    for artifact in SCORING_ARTIFACTS:
+        assert (run_dir / artifact).exists(), artifact
+    assert "provider_a__propensity_model__20260201" in (run_dir / "run_summary.md").read_text()
+    assert stack.warehouse_rows("provider_a", "predictions", "2026-02-02") == (800, 800)
+
+
+def test_both_pipelines_run_for_provider_b(stack):
+    make_drop(stack.settings, "provider_b", date(2026, 2, 1), customers=800)
+    code, output, run_dir = stack.dags_test("provider_b__propensity_model", "2026-02-01")
+    assert code == 0, output[-4000:]
+    assert all((run_dir / a).exists() for a in RUN_ARTIFACTS)
+    code, output, run_dir = stack.dags_test("provider_b__propensity_scoring", "2026-02-01")
+    assert code == 0, output[-4000:]
+    assert stack.warehouse_rows("provider_b", "predictions", "2026-02-01") == (800, 800)
+
+
+def test_dq_failure_blocks_loading_training_and_scoring(stack):
+    make_drop(stack.settings, "provider_a", date(2026, 2, 3), customers=500, defect="duplicate_keys")
+    code, output, run_dir = stack.dags_test("provider_a__propensity_model", "2026-02-03")
+    assert code == 0, output[-4000:]  # a blocked run is a handled outcome, not a crash
+    summary = (run_dir / "run_summary.md").read_text()
+    assert summary.startswith("# Run summary: BLOCKED") and "unique_key" in summary
+    for task in ("load", "build_features", "train", "wait_for_model", "score"):
+        assert f"| {task} | skipped |" in summary, task
+    report = json.loads((run_dir / "dq_report.json").read_text())
+    assert not report["passed"] and any(c["check"] == "unique_key" and not c["passed"] for c in report["checks"])
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions").exists()
+    with duckdb.connect(str(stack.settings.warehouse_dir / "provider_a.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM transactions WHERE snapshot_date = DATE '2026-02-03'").fetchone() == (0,)
+
+
+def test_scoring_without_an_approved_model_fails_clearly(stack):
+    pipeline = stack.settings.pipelines_dir / "propensity_scoring.yaml"
+    pipeline.write_text(pipeline.read_text().replace("poke_interval_seconds: 60", "poke_interval_seconds: 1")
+                        .replace("timeout_seconds: 3600", "timeout_seconds: 3"))
+    make_drop(stack.settings, "provider_b", date(2026, 1, 15), customers=300)  # before any trained model
+    code, output, run_dir = stack.dags_test("provider_b__propensity_scoring", "2026-01-15")
+    assert code != 0
+    assert "Run the DAG provider_b__propensity_model" in output
+    summary = (run_dir / "run_summary.md").read_text()
+    assert summary.startswith("# Run summary: FAILED") and "| wait_for_model | failed |" in summary
+    assert not (run_dir / "predictions").exists()
