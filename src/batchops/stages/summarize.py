@@ -9,7 +9,7 @@ from batchops.artifacts import read_json, write_text_atomic
 from batchops.runcontext import RunContext
 from batchops.runlog import read_events
 
-FAILED_STATES = {"failed", "upstream_failed"}
+FAILED_STATE = "failed"
 
 
 def stage_durations(events: list[dict[str, Any]]) -> dict[str, float]:
@@ -26,16 +26,23 @@ def _optional_json(ctx: RunContext, name: str) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def run_outcome(task_states: dict[str, str | None], dq_report: dict[str, Any] | None) -> tuple[str, str]:
+def last_errors(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The latest error each stage logged (stage_failed), for the summary's first lines."""
+    return {e["stage"]: e.get("error", "") for e in events if e.get("event") == "stage_failed"}
+
+
+def run_outcome(task_states: dict[str, str | None], dq_report: dict[str, Any] | None,
+                errors: dict[str, str] | None = None) -> tuple[str, str]:
     """(COMPLETE | BLOCKED | FAILED, why)."""
-    failed = [t for t, s in task_states.items() if s in FAILED_STATES]
+    failed = [t for t, s in task_states.items() if s == FAILED_STATE]
     if dq_report is not None and not dq_report["passed"]:
         bad = [c for c in dq_report["checks"] if not c["passed"]]
         why = "; ".join(f"{c['entity']}.{c['column'] or '*'} {c['check']} observed {c['observed']} vs threshold "
                         f"{c['threshold']}" for c in bad[:8])
         return "BLOCKED", f"data quality failed ({len(bad)} checks), downstream stages skipped: {why}"
     if failed:
-        return "FAILED", f"task(s) failed: {', '.join(failed)}; fix the cause, then clear the failed task to resume"
+        causes = "; ".join(f"{task}: {(errors or {}).get(task, 'see the task log')[:400]}" for task in failed)
+        return "FAILED", f"{causes}. Fix the cause, then clear the failed task(s) to resume"
     return "COMPLETE", "every stage succeeded"
 
 
@@ -44,8 +51,9 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
     dq = _optional_json(ctx, "dq_report.json")
     ingest = _optional_json(ctx, "ingest_report.json")
     metrics = _optional_json(ctx, "metrics.json")
-    durations = stage_durations(read_events(ctx.run_dir / "logs.jsonl"))
-    outcome, why = run_outcome(task_states, dq)
+    events = read_events(ctx.run_dir / "logs.jsonl")
+    durations = stage_durations(events)
+    outcome, why = run_outcome(task_states, dq, last_errors(events))
     lines = [f"# Run summary: {outcome}", "", f"**{why}**", "",
              f"- DAG: `{ctx.dag_id}`, run `{ctx.run_id}`",
              f"- provider `{ctx.provider.provider_id}`, pipeline `{ctx.pipeline.pipeline_id}`",
@@ -99,4 +107,4 @@ def summarize(ctx: RunContext, task_states: dict[str, str | None]) -> dict[str, 
     if outcome == "COMPLETE":
         shutil.rmtree(ctx.staging_dir, ignore_errors=True)
     ctx.logger("summarize").event("run_summarized", outcome=outcome)
-    return {"outcome": outcome, "failed": [t for t, s in task_states.items() if s in FAILED_STATES]}
+    return {"outcome": outcome, "failed": [t for t, s in task_states.items() if s == FAILED_STATE]}
