@@ -3,6 +3,7 @@ include/sql/, and the sensor that waits for an approved model."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Any
 
@@ -102,7 +103,9 @@ class ApprovedModelSensor(BaseSensorOperator):
 
         as_of: date = parse_snapshot_date(self.snapshot_date)
         try:
-            model = find_approved_model(self.settings, self.provider_id, self.model_pipeline, as_of)
+            # A poke must not hang on a busy warehouse: wait a few seconds at most, then poke again later.
+            quick = dataclasses.replace(self.settings, warehouse_lock_timeout_seconds=5.0)
+            model = find_approved_model(quick, self.provider_id, self.model_pipeline, as_of)
         except WarehouseError as exc:  # another run holds the warehouse: look again at the next poke
             self.log.info("warehouse busy, will poke again: %s", exc)
             return False

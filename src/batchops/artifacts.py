@@ -16,6 +16,8 @@ from typing import Any
 from batchops.errors import ArtifactWriteError, RunParameterError
 
 _UNSAFE_RUN_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+ARTIFACT_FILE_MODE = 0o644
+ARTIFACT_DIR_MODE = 0o755
 
 
 def safe_run_id(run_id: str) -> str:
@@ -63,6 +65,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        os.chmod(temp, ARTIFACT_FILE_MODE)  # mkstemp makes 0600; artifacts are meant to be read by others
         os.replace(temp, target)
     except OSError as exc:
         temp.unlink(missing_ok=True)
@@ -101,6 +104,9 @@ def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         builder(staging)
+        os.chmod(staging, ARTIFACT_DIR_MODE)  # mkdtemp makes 0700
+        for child in staging.iterdir():
+            os.chmod(child, ARTIFACT_FILE_MODE)
         if target.exists():
             retired = target.with_name(f".{target.name}.old")
             shutil.rmtree(retired, ignore_errors=True)

@@ -162,7 +162,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
     write_json_atomic(model_dir / "model_meta.json", meta)
     write_json_atomic(ctx.run_dir / "metrics.json", metrics)
     plot_roc_curve(holdout["label"].to_numpy(), model.predict_proba(holdout[features])[:, 1],
-                   ctx.run_dir / "roc_curve.png", title=f"{model_id} (holdout)")
+                   ctx.run_dir / "roc_curve.png", title=model_id)
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
         register_model(warehouse, ctx.settings, {
             "model_id": model_id, "pipeline": ctx.pipeline.pipeline_id,
