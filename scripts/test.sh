@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
+bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
 ruff check src dags plugins scripts tests
 pytest -q "$@"

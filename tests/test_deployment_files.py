@@ -1,0 +1,119 @@
+"""Dockerfile and docker-compose.yaml, proven without a Docker engine: parsed and checked against what
+BatchOps needs, accepted by `docker-compose config`, and lint-clean under hadolint."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+TOOLS = REPO / ".venv-tools" / "bin"
+AIRFLOW_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
+                    "airflow-triggerer", "airflow-worker"}
+MOUNTS = {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include", "/opt/airflow/data",
+          "/opt/airflow/runs", "/opt/airflow/warehouse"}
+SECRET_SETTINGS = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY",
+                   "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yaml").read_text())
+
+
+def tool(name: str) -> str:
+    path = TOOLS / name
+    assert path.exists(), f"{path} missing: run scripts/setup_tools.sh (scripts/test.sh does)"
+    return str(path)
+
+
+def test_standard_airflow_topology_with_healthchecks(compose):
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis"} | AIRFLOW_SERVICES
+    commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
+                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
+                        "airflow-worker": "celery worker"}
+    for name, service in services.items():
+        if name != "airflow-init":
+            assert "healthcheck" in service, name
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        depends = services[name]["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy"
+        assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_celery_executor_and_batchops_folders_are_mounted(compose):
+    common = compose["x-airflow-common"]
+    environment = common["environment"]
+    assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert "@postgres:5432" in environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert "@redis:6379" in environment["AIRFLOW__CELERY__BROKER_URL"]
+    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert {mount.split(":")[1] for mount in common["volumes"]} >= MOUNTS
+    assert common["user"].startswith("${AIRFLOW_UID")
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert compose["services"][name]["volumes"] == common["volumes"], name
+
+
+def test_every_secret_comes_from_the_env_file(compose):
+    environment = compose["x-airflow-common"]["environment"]
+    for setting in SECRET_SETTINGS:
+        value = environment[setting]
+        assert "${" in value, setting
+        assert not re.search(r"://[^:$]+:[^@$]+@", value), f"{setting} has a literal credential"
+    assert not (REPO / ".env").exists() or ".env" in (REPO / ".gitignore").read_text()
+    tracked = subprocess.run(["git", "ls-files", ".env"], cwd=REPO, capture_output=True, text=True).stdout
+    assert tracked.strip() == ""
+    example = (REPO / ".env.example").read_text()
+    for variable in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET",
+                     "AIRFLOW_ADMIN_PASSWORD"):
+        assert re.search(rf"^{variable}=change-me", example, re.MULTILINE), variable
+
+
+def test_init_refuses_the_example_secrets(compose):
+    script = compose["services"]["airflow-init"]["command"][1].replace("$$", "$")
+    env = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+               if line and not line.startswith("#"))
+    done = subprocess.run(["bash", "-c", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "POSTGRES_PASSWORD in .env still has its example value" in done.stderr
+
+
+def test_docker_compose_accepts_the_file(tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text((REPO / ".env.example").read_text())
+    done = subprocess.run([tool("docker-compose"), "--env-file", str(env_file), "-f", str(REPO / "docker-compose.yaml"),
+                           "config", "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    env_file.write_text("AIRFLOW_UID=50000\n")  # no secrets at all
+    done = subprocess.run([tool("docker-compose"), "--env-file", str(env_file), "-f", str(REPO / "docker-compose.yaml"),
+                           "config", "--quiet"], capture_output=True, text=True)
+    assert done.returncode != 0 and "set POSTGRES_USER in .env" in done.stderr
+
+
+def test_dockerfile_is_lint_clean_and_matches_the_pins():
+    done = subprocess.run([tool("hadolint"), "--config", str(REPO / ".hadolint.yaml"), str(REPO / "Dockerfile")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    dockerfile = (REPO / "Dockerfile").read_text()
+    pinned = re.search(r"^apache-airflow==(\S+)", (REPO / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert f"FROM apache/airflow:{pinned}-python3.11" in dockerfile
+    assert "tesseract-ocr" in dockerfile and "poppler-utils" in dockerfile
+    assert "-c constraints.txt" in dockerfile
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users[-1] not in ("0", "root")  # runs unprivileged
+    assert not re.search(r"(?i)(password|secret|fernet)\s*=", dockerfile)
+
+
+def test_dockerfile_paths_exist():
+    for line in Path(REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY"):
+            for source in line.split()[2:-1]:
+                assert (REPO / source).exists(), source
