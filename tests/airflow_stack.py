@@ -1,10 +1,12 @@
-"""A real Airflow deployment for tests: api-server, scheduler and dag-processor as separate processes
-(LocalExecutor, SQLite metadata by default), driven through the CLI and the REST API."""
+"""A real Airflow deployment for tests, each component its own process, driven through the CLI and
+the REST API: LocalExecutor on SQLite by default, or the CeleryExecutor stack of docker-compose.yaml
+run natively against the machine's PostgreSQL and Redis (`AirflowStack.from_compose`)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,7 +14,11 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+
+import yaml
+from cryptography.fernet import Fernet
 
 from batchops.settings import Settings
 
@@ -27,15 +33,61 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+_COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: str, variables: dict[str, str]) -> str:
+    """Compose's variable syntax: $$, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}."""
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, operator, argument = match.groups()
+        current = variables.get(name)
+        empty = current is None or (operator and operator.startswith(":") and current == "")
+        if operator and operator.endswith("?") and empty:
+            raise KeyError(f"{name}: {argument}")
+        if operator and operator.endswith("-") and empty:
+            return argument
+        return current or ""
+    return _COMPOSE_VARIABLE.sub(substitute, value)
+
+
+def compose_airflow_environment(compose_file: Path, variables: dict[str, str]) -> dict[str, str]:
+    """The x-airflow-common environment of docker-compose.yaml, interpolated with `variables`."""
+    compose = yaml.safe_load(compose_file.read_text())
+    return {key: interpolate(str(value), variables) for key, value in compose["x-airflow-common"]["environment"].items()}
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+SERVICE_STARTERS = {
+    5432: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    6379: "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no",
+}
+
+
+def ensure_local_services() -> None:
+    """PostgreSQL and Redis on their standard ports; start them from the OS packages when down."""
+    for port, command in SERVICE_STARTERS.items():
+        if not port_open(port):
+            subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+            AirflowStack.wait_for(lambda port=port: port_open(port), 60, f"a service on port {port}")
+
+
 class AirflowStack:
-    def __init__(self, root: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, extra_env: dict[str, str] | None = None,
+                 airflow_env: dict[str, str] | None = None, port: int | None = None):
         for folder in ("configs", "pipelines", "sql"):
             shutil.copytree(REPO / "include" / folder, root / "include" / folder)
         defaults = root / "include" / "configs" / "_defaults.yaml"
         defaults.write_text(defaults.read_text().replace("retries: 1", "retries: 0"))
         self.root = root
         self.settings = Settings.from_env(default_home=root, env={})
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         airflow_home = root / "airflow_home"
         airflow_home.mkdir()
@@ -43,22 +95,57 @@ class AirflowStack:
             json.dumps({"admin": ADMIN_PASSWORD}))
         self.env = {key: value for key, value in os.environ.items()
                     if not key.startswith(("BATCHOPS_", "AIRFLOW__"))}
+        self.env.update(airflow_env or {
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__API_AUTH__JWT_SECRET": "batchops-test-jwt-secret-0123456789",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+        })
         self.env.update({
             "BATCHOPS_HOME": str(root), "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__API_AUTH__JWT_SECRET": "batchops-test-jwt-secret-0123456789",
+            # Fast scheduling loops keep the tests short; ports are free ones so stacks never collide.
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
             **(extra_env or {}),
         })
+        self.drop_database: str | None = None
+        passwords_file = self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+        if passwords_file:  # what airflow-init does in the compose file
+            Path(passwords_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(passwords_file).write_text(json.dumps({"admin": ADMIN_PASSWORD}))
         self.processes: list[subprocess.Popen] = []
         self._token: str | None = None
+
+    @classmethod
+    def from_compose(cls, root: Path, extra_env: dict[str, str] | None = None) -> AirflowStack:
+        """The CeleryExecutor stack exactly as docker-compose.yaml configures it, with the compose service
+        names mapped to this machine's PostgreSQL/Redis, in a fresh Postgres database."""
+        ensure_local_services()
+        database = f"batchops_it_{uuid.uuid4().hex[:10]}"
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+                        f"CREATE DATABASE {database}"], check=True, capture_output=True)
+        variables = {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "trust-auth-ignores-it",
+                     "POSTGRES_DB": database, "REDIS_PASSWORD": "", "AIRFLOW_FERNET_KEY": "",
+                     "AIRFLOW_JWT_SECRET": f"jwt-{uuid.uuid4().hex}", "AIRFLOW_API_SECRET_KEY": uuid.uuid4().hex,
+                     "AIRFLOW_ADMIN_USER": "admin"}
+        variables["AIRFLOW_FERNET_KEY"] = Fernet.generate_key().decode()
+        port = free_port()
+        environment = {}
+        for key, value in compose_airflow_environment(REPO / "docker-compose.yaml", variables).items():
+            value = (value.replace("@postgres:5432", "@127.0.0.1:5432").replace("@redis:6379", "@127.0.0.1:6379")
+                     .replace("http://airflow-apiserver:8080", f"http://127.0.0.1:{port}")
+                     .replace("/opt/airflow", str(root)))
+            environment[key] = value
+        stack = cls(root, extra_env, airflow_env=environment, port=port)
+        stack.drop_database = database
+        return stack
 
     # ------------------------------------------------------------ lifecycle
     def start(self, components=("api-server", "scheduler", "dag-processor")) -> AirflowStack:
@@ -72,6 +159,7 @@ class AirflowStack:
             handle = (logs / f"{component.replace(' ', '_')}.log").open("w")
             self.processes.append(subprocess.Popen(args, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
                                                    start_new_session=True))
+        self.started_pids = [p.pid for p in self.processes]
         self.wait_for(lambda: self._health_ok(), 120, "api-server health")
         return self
 
@@ -85,6 +173,12 @@ class AirflowStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
+        if self.drop_database:
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+                            f"DROP DATABASE IF EXISTS {self.drop_database} WITH (FORCE)"], capture_output=True)
+
+    def alive(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((self.root / "logs").glob("*.log")))

@@ -21,7 +21,7 @@ from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import string_literal
 from batchops.warehouse import open_warehouse, transaction
 
-# Set to the task id to make that task fail once on purpose (resume tests and demos).
+# "score" (any DAG) or "<dag_id>.score": make score fail once per run on purpose (resume tests, demos).
 FAIL_SWITCH = "BATCHOPS_FAIL_ONCE"
 CHUNK_ROWS = 250_000
 
@@ -49,7 +49,7 @@ def sanity_check(customer_ids, scores, expected_customers: int) -> None:
 
 def _maybe_fail_on_purpose(ctx: RunContext) -> None:
     marker = ctx.run_dir / ".failed_once_score"
-    if os.environ.get(FAIL_SWITCH) == "score" and not marker.exists():
+    if os.environ.get(FAIL_SWITCH) in ("score", f"{ctx.dag_id}.score") and not marker.exists():
         marker.touch()
         raise RuntimeError(f"{FAIL_SWITCH}=score: failing once on purpose; clear this task to resume")
 

@@ -1,0 +1,136 @@
+"""The docker-compose deployment, proven natively: the compose file's Airflow environment with
+CeleryExecutor, a fresh PostgreSQL database and Redis; api-server, scheduler, dag-processor,
+triggerer and a celery worker each as its own process. Tests share the stack and run in order."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, date, datetime
+
+import duckdb
+import pytest
+
+from airflow_stack import AirflowStack
+from batchops.artifacts import run_dir_for
+
+from conftest import make_drop
+
+pytestmark = pytest.mark.e2e
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
+RESUME_DAG = "provider_a__propensity_scoring"
+TODAY = datetime.now(UTC).date()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    deployment = AirflowStack.from_compose(tmp_path_factory.mktemp("celery"),
+                                           {"BATCHOPS_FAIL_ONCE": f"{RESUME_DAG}.score"})
+    try:
+        # Drops for the manual runs, and for today: unpausing a DAG makes the scheduler run it for today.
+        for provider in ("provider_a", "provider_b"):
+            make_drop(deployment.settings, provider, date(2026, 2, 1), customers=600)
+            make_drop(deployment.settings, provider, TODAY, customers=400, seed=5)
+        yield deployment.start(COMPONENTS)
+    finally:
+        deployment.stop()
+        assert all(not _pid_alive(pid) for pid in getattr(deployment, "started_pids", []))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def unpause(stack: AirflowStack, dag_id: str) -> None:
+    stack.wait_for_dag(dag_id)
+    stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+
+def warehouse_count(stack, provider: str, sql: str, parameters: list) -> tuple:
+    with duckdb.connect(str(stack.settings.warehouse_dir / f"{provider}.duckdb"), read_only=True) as con:
+        return con.execute(sql, parameters).fetchone()
+
+
+def test_executor_is_celery_with_postgres_and_redis(stack):
+    assert stack.env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
+    assert stack.env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+
+
+def test_cli_trigger_runs_provider_a_with_every_artifact(stack):
+    dag_id = "provider_a__propensity_model"
+    unpause(stack, dag_id)
+    done = stack.cli("dags", "trigger", dag_id, "--conf", json.dumps({"snapshot_date": "2026-02-01"}), "-o", "json")
+    run_id = json.loads(done.stdout[done.stdout.index("[{"):])[0]["dag_run_id"]
+    assert stack.wait_for_run(dag_id, run_id) == "success", stack.logs()
+    run_dir = run_dir_for(stack.settings.runs_dir, dag_id, run_id)
+    for artifact in ("plan.json", "logs.jsonl", "dq_report.json", "dq_report.md", "metrics.json", "model/model.pkl",
+                     "predictions/predictions.parquet", "run_summary.md"):
+        assert (run_dir / artifact).exists(), artifact
+    assert warehouse_count(stack, "provider_a", "SELECT count(*) FROM predictions WHERE snapshot_date = ?",
+                           ["2026-02-01"]) == (600,)
+
+
+def test_rest_trigger_runs_provider_b(stack):
+    dag_id = "provider_b__propensity_model"
+    unpause(stack, dag_id)
+    created = stack.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                            {"logical_date": None, "conf": {"snapshot_date": "2026-02-01"}})
+    assert stack.wait_for_run(dag_id, created["dag_run_id"]) == "success", stack.logs()
+    run_dir = run_dir_for(stack.settings.runs_dir, dag_id, created["dag_run_id"])
+    assert (run_dir / "run_summary.md").read_text().startswith("# Run summary: COMPLETE")
+
+
+def test_schedule_creates_and_completes_a_run_by_itself(stack):
+    dag_id = "provider_a__propensity_model"  # unpaused above; the scheduler adds today's run on its own
+    def scheduled_runs():
+        runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]
+        return runs or None
+    run = stack.wait_for(scheduled_runs, 120, "a scheduled run", interval=2)[0]
+    assert stack.wait_for_run(dag_id, run["dag_run_id"]) == "success", stack.logs()
+    plan = json.loads((run_dir_for(stack.settings.runs_dir, dag_id, run["dag_run_id"]) / "plan.json").read_text())
+    assert plan["snapshot_date"] == run["data_interval_end"][:10] == TODAY.isoformat()
+    assert plan["snapshot_date_source"] == "data_interval_end of the scheduled run"
+
+
+def test_clearing_only_the_failed_task_resumes_a_run(stack):
+    unpause(stack, RESUME_DAG)
+    created = stack.request("POST", f"/api/v2/dags/{RESUME_DAG}/dagRuns",
+                            {"logical_date": None, "conf": {"snapshot_date": "2026-02-01"}})
+    run_id = created["dag_run_id"]
+    assert stack.wait_for_run(RESUME_DAG, run_id) == "failed", stack.logs()
+    assert stack.task_states(RESUME_DAG, run_id)["score"] == "failed"
+    cleared = stack.request("POST", f"/api/v2/dags/{RESUME_DAG}/clearTaskInstances",
+                            {"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True})
+    assert {ti["task_id"] for ti in cleared["task_instances"]} == {"score", "summarize"}
+    assert stack.wait_for_run(RESUME_DAG, run_id) == "success", stack.logs()
+    # Same rows as a clean run: the scoring DAG used the model approved on 2026-02-01, which already scored
+    # that snapshot in the training DAG; predictions are replaced per (snapshot, model), never duplicated.
+    assert warehouse_count(stack, "provider_a", "SELECT count(*), count(DISTINCT (customer_id, model_id)) "
+                           "FROM predictions WHERE snapshot_date = ?", ["2026-02-01"]) == (600, 600)
+
+
+@pytest.mark.parametrize("bad_date", ["2026-13-45", "../x"])
+def test_invalid_snapshot_date_is_refused_at_trigger_time(stack, bad_date):
+    dag_id = "provider_b__propensity_model"
+    before = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"]
+    done = stack.cli("dags", "trigger", dag_id, "--conf", json.dumps({"snapshot_date": bad_date}), check=False)
+    assert done.returncode != 0
+    assert "snapshot_date" in done.stdout + done.stderr
+    with pytest.raises(AssertionError, match="HTTP 400"):
+        stack.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                      {"logical_date": None, "conf": {"snapshot_date": bad_date}})
+    assert stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"] == before
+
+
+def test_the_rest_api_refuses_anonymous_requests(stack):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{stack.url}/api/v2/dags/{urllib.parse.quote(RESUME_DAG)}", timeout=10)
+    assert refused.value.code == 401
