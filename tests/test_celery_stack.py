@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
 
-from airflow_stack import AirflowStack
+from airflow_stack import ADMIN_PASSWORD, AirflowStack
 from batchops.artifacts import run_dir_for
 
-from conftest import make_drop
+from conftest import REPO, make_drop
 
 pytestmark = pytest.mark.e2e
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
@@ -129,8 +131,45 @@ def test_invalid_snapshot_date_is_refused_at_trigger_time(stack, bad_date):
 
 def test_the_rest_api_refuses_anonymous_requests(stack):
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{stack.url}/api/v2/dags/{urllib.parse.quote(RESUME_DAG)}", timeout=10)
     assert refused.value.code == 401
+
+
+def agent(stack: AirflowStack, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """python agent.py ... against this stack, as a user would run it."""
+    base = {**stack.env, "BATCHOPS_AIRFLOW_URL": stack.url, "BATCHOPS_AIRFLOW_USER": "admin",
+            "BATCHOPS_AIRFLOW_PASSWORD": ADMIN_PASSWORD, "BATCHOPS_RUNS_DIR": str(stack.settings.runs_dir)}
+    return subprocess.run([sys.executable, str(REPO / "agent.py"), "--poll-seconds", "1", *args],
+                          env={**base, **(env or {})}, capture_output=True, text=True, timeout=600)
+
+
+def test_agent_run_fails_on_purpose_and_agent_resume_completes_it(stack):
+    done = agent(stack, "run", "--provider", "provider_a", "--pipeline", "propensity_scoring",
+                 "--snapshot-date", "2026-02-01")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "score           failed" in done.stdout and "agent.py resume --run-id" in done.stdout
+    run_id = done.stdout.split("triggered provider_a__propensity_scoring run ")[1].split()[0]
+    resumed = agent(stack, "resume", "--run-id", run_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"cleared score, summarize of {RESUME_DAG} run {run_id}" in resumed.stdout
+    assert "summarize       success" in resumed.stdout
+    assert str(run_dir_for(stack.settings.runs_dir, RESUME_DAG, run_id)) in resumed.stdout
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["run", "--provider", "provider_z", "--pipeline", "propensity_model", "--snapshot-date", "2026-02-01"], {},
+     "no DAG provider_z__propensity_model"),
+    (["run", "--provider", "provider_a", "--pipeline", "propensity_model", "--snapshot-date", "2026-02-30"], {},
+     "--snapshot-date '2026-02-30' is not a calendar date"),
+    (["resume", "--run-id", "nope"], {"BATCHOPS_AIRFLOW_PASSWORD": "wrong"}, "refused the credentials of user 'admin'"),
+    (["resume", "--run-id", "nope"], {}, "no BatchOps DAG has a run 'nope'"),
+    (["resume", "--run-id", "x"], {"BATCHOPS_AIRFLOW_URL": "http://127.0.0.1:9"}, "cannot reach Airflow at"),
+])
+def test_agent_errors_say_what_to_fix(stack, args, env, message):
+    done = agent(stack, *args, env=env)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
