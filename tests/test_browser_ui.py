@@ -1,0 +1,89 @@
+"""The Airflow UI in a real browser (Debian chromium through Playwright): log in, trigger a provider's
+DAG with the snapshot_date date field, watch the run, and resume it by clearing the failed task with
+the UI's own controls. Screenshots go to the test's output folder; BATCHOPS_UPDATE_DOCS=1 also copies
+them to docs/ for the README."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from airflow_stack import ADMIN_PASSWORD, AirflowStack
+
+from conftest import REPO, make_drop
+
+pytestmark = pytest.mark.e2e
+DAG_ID = "provider_a__propensity_model"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    deployment = AirflowStack(root, {"BATCHOPS_FAIL_ONCE": f"{DAG_ID}.score"})
+    defaults = deployment.settings.config_dir / "_defaults.yaml"
+    defaults.write_text(defaults.read_text().replace('schedule: "@daily"', "schedule: null"))  # only our run
+    make_drop(deployment.settings, "provider_a", date(2026, 2, 1), customers=500)
+    try:
+        yield deployment.start()
+    finally:
+        deployment.stop()
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    from playwright import sync_api as playwright_api
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: apt-get install -y chromium (.ci/run does)"
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        yield context.new_page()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screenshots")
+
+
+def test_trigger_with_date_field_then_clear_the_failed_task_in_the_ui(stack, page, shots):
+    stack.wait_for_dag(DAG_ID)
+    page.goto(f"{stack.url}/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r".*/$"), timeout=30_000)
+
+    page.goto(f"{stack.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger").first.click()
+    snapshot_field = page.locator("#element_snapshot_date")
+    assert snapshot_field.get_attribute("type") == "date"  # the Param's format: date gives a date picker
+    snapshot_field.fill("2026-02-01")
+    page.screenshot(path=str(shots / "trigger_form.png"))
+    page.get_by_role("dialog").get_by_role("button", name="Trigger").click()
+    page.wait_for_url(re.compile(rf".*/dags/{DAG_ID}/runs/.+"), timeout=30_000)
+    run_id = page.url.split("/runs/")[1].split("/")[0].replace("%3A", ":").replace("%2B", "+")
+
+    assert stack.wait_for_run(DAG_ID, run_id) == "failed", stack.logs()  # score fails once on purpose
+    page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}/tasks/score")
+    page.get_by_role("button", name="Press shift+c to clear").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Clear only failed tasks").click()
+    page.screenshot(path=str(shots / "clear_failed_task.png"))
+    dialog.get_by_role("button", name="Confirm").click()
+
+    assert stack.wait_for_run(DAG_ID, run_id) == "success", stack.logs()
+    page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}")
+    page.get_by_text("Success").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "run_success.png"))
+    assert stack.task_states(DAG_ID, run_id)["score"] == "success"
+    if os.environ.get("BATCHOPS_UPDATE_DOCS") == "1":  # refresh the README's screenshots on request
+        for name in ("trigger_form.png", "run_success.png"):
+            shutil.copy(shots / name, REPO / "docs" / f"ui_{name}")
