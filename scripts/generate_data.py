@@ -5,7 +5,7 @@ date. Future activity therefore depends on recency and frequency, so a model can
 real. Files follow the provider config: its column names, delimiter and date format.
 
     python scripts/generate_data.py --provider provider_a --snapshot-date 2026-02-01 [--customers N]
-        [--seed S] [--defect duplicate_keys|missing_column|null_heavy]
+        [--seed S] [--defect duplicate_keys|missing_column|null_heavy] [--history-days D]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 
 from batchops.artifacts import write_with
 from batchops.config import DEFAULTS_FILE_NAME, ProviderConfig, load_provider_file
+from batchops.scansim import render_table_pdf
 from batchops.settings import Settings
 from batchops.yaml_loader import read_yaml_file
 
@@ -42,14 +43,15 @@ def make_customers(rng: np.random.Generator, count: int, snapshot: date) -> pd.D
     })
 
 
-def make_transactions(rng: np.random.Generator, customers: pd.DataFrame, snapshot: date) -> pd.DataFrame:
+def make_transactions(rng: np.random.Generator, customers: pd.DataFrame, snapshot: date,
+                      history_days: int = HISTORY_DAYS) -> pd.DataFrame:
     """Poisson purchases per customer: rate r before its churn day, r/10 after it."""
     count = len(customers)
     segment_boost = customers["segment"].map({"retail": 1.0, "smb": 1.3, "enterprise": 1.6}).to_numpy()
     rate = rng.gamma(shape=0.9, scale=0.06, size=count) * segment_boost
-    start_offset = np.minimum(np.array([(snapshot - d).days for d in customers["signup_date"]]), HISTORY_DAYS)
+    start_offset = np.minimum(np.array([(snapshot - d).days for d in customers["signup_date"]]), history_days)
     churns = rng.random(count) < 0.45
-    churn_offset = np.where(churns, rng.integers(0, HISTORY_DAYS, size=count), -1)  # days before snapshot
+    churn_offset = np.where(churns, rng.integers(0, history_days, size=count), -1)  # days before snapshot
     churn_offset = np.minimum(churn_offset, start_offset)
     active_days = np.where(churns, start_offset - churn_offset, start_offset)
     quiet_days = np.where(churns, churn_offset, 0)
@@ -89,6 +91,7 @@ def plant_defect(defect: str, customers: pd.DataFrame, transactions: pd.DataFram
 
 
 def write_entity(frame: pd.DataFrame, provider: ProviderConfig, entity: str, folder: Path) -> Path:
+    """The entity in the provider's layout: a CSV, or a scanned-looking PDF table for format: pdf."""
     spec = provider.entities[entity]
     out = pd.DataFrame(index=frame.index)
     for canonical, column in spec.columns.items():
@@ -101,17 +104,25 @@ def write_entity(frame: pd.DataFrame, provider: ProviderConfig, entity: str, fol
             values = values.astype("Int64")
         out[column.source] = values
     target = folder / spec.file
+    if spec.format == "pdf":
+        for column in spec.columns.values():
+            if column.type == "float" and column.source in out:
+                out[column.source] = out[column.source].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+        table = out.astype("string").fillna("")
+        return write_with(target, lambda temp: render_table_pdf(
+            list(table.columns), table.to_numpy().tolist(), temp,
+            f"{provider.provider_id} {entity} statement", seed=len(table)))
     write_with(target, lambda temp: out.to_csv(temp, sep=spec.csv.delimiter, index=False, quotechar=spec.csv.quote,
                                                lineterminator="\n"))
     return target
 
 
 def generate(provider: ProviderConfig, snapshot: date, customers_count: int, seed: int, data_dir: Path,
-             defect: str | None = None) -> dict[str, Path]:
+             defect: str | None = None, history_days: int = HISTORY_DAYS) -> dict[str, Path]:
     # Each provider gets its own customers for the same seed.
     rng = np.random.default_rng([seed, zlib.crc32(provider.provider_id.encode())])
     customers = make_customers(rng, customers_count, snapshot)
-    transactions = make_transactions(rng, customers, snapshot)
+    transactions = make_transactions(rng, customers, snapshot, history_days)
     if defect:
         customers, transactions = plant_defect(defect, customers, transactions, rng)
     folder = provider.landing_dir(data_dir, snapshot)
@@ -126,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--defect", choices=DEFECTS)
+    parser.add_argument("--history-days", type=int, default=HISTORY_DAYS,
+                        help="days of transactions before the snapshot (keep it short for PDF providers)")
     args = parser.parse_args(argv)
     settings = Settings.from_env(default_home=Path(__file__).resolve().parents[1])
     config_file = settings.config_dir / f"{args.provider}.yaml"
@@ -137,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults_file = settings.config_dir / DEFAULTS_FILE_NAME
     defaults = read_yaml_file(defaults_file) if defaults_file.exists() else {}
     provider = load_provider_file(config_file, defaults)
-    written = generate(provider, args.snapshot_date, args.customers, args.seed, settings.data_dir, args.defect)
+    written = generate(provider, args.snapshot_date, args.customers, args.seed, settings.data_dir, args.defect,
+                       args.history_days)
     for entity, path in written.items():
         print(f"{entity}: {path} ({os.path.getsize(path)} bytes)")
     return 0

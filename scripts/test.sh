@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
-ruff check src dags plugins scripts tests
+ruff check src dags plugins scripts tests agent.py
 pytest -q "$@"

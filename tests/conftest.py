@@ -42,7 +42,9 @@ def configs(settings: Settings) -> ConfigSet:
 def make_drop(settings: Settings, provider_id: str = "provider_a", snapshot: date = SNAPSHOT,
               customers: int = 600, seed: int = 3, defect: str | None = None) -> dict[str, Path]:
     provider = configs(settings).providers[provider_id]
-    return generate_data.generate(provider, snapshot, customers, seed, settings.data_dir, defect)
+    scanned = any(entity.format == "pdf" for entity in provider.entities.values())
+    history_days = 90 if scanned else generate_data.HISTORY_DAYS  # keep scanned statements a few dozen pages
+    return generate_data.generate(provider, snapshot, customers, seed, settings.data_dir, defect, history_days)
 
 
 def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id: str = "propensity_model",

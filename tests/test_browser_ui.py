@@ -78,7 +78,8 @@ def test_trigger_with_date_field_then_clear_the_failed_task_in_the_ui(stack, pag
     dialog.get_by_role("button", name="Clear only failed tasks").click()
     page.screenshot(path=str(shots / "clear_failed_task.png"))
     dialog.get_by_role("button", name="Confirm").click()
-
+    # The click returns before the server has cleared anything: wait for the clear to land first.
+    stack.wait_for(lambda: stack.run_state(DAG_ID, run_id) != "failed", 60, "the cleared run to restart")
     assert stack.wait_for_run(DAG_ID, run_id) == "success", stack.logs()
     page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}")
     page.get_by_text("Success").first.wait_for(timeout=30_000)

@@ -144,6 +144,19 @@ def test_dq_failure_blocks_loading_training_and_scoring(stack):
         assert con.execute("SELECT count(*) FROM transactions WHERE snapshot_date = DATE '2026-02-03'").fetchone() == (0,)
 
 
+def test_provider_c_with_a_scanned_pdf_statement_runs_end_to_end(stack):
+    files = make_drop(stack.settings, "provider_c", date(2026, 2, 1), customers=200)
+    assert files["transactions"].suffix == ".pdf"
+    code, output, run_dir = stack.dags_test("provider_c__propensity_model", "2026-02-01")
+    assert code == 0, output[-4000:]
+    assert (run_dir / "run_summary.md").read_text().startswith("# Run summary: COMPLETE")
+    report = json.loads((run_dir / "ocr_report_transactions.json").read_text())
+    dq = json.loads((run_dir / "dq_report.json").read_text())
+    ocr_check = next(c for c in dq["checks"] if c["check"] == "ocr_quality")
+    assert ocr_check["passed"] and report["rows"] == stack.warehouse_rows("provider_c", "transactions", "2026-02-01")[0]
+    assert stack.warehouse_rows("provider_c", "predictions", "2026-02-01") == (200, 200)
+
+
 def test_scoring_without_an_approved_model_fails_clearly(stack):
     pipeline = stack.settings.pipelines_dir / "propensity_scoring.yaml"
     pipeline.write_text(pipeline.read_text().replace("poke_interval_seconds: 60", "poke_interval_seconds: 1")

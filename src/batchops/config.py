@@ -59,6 +59,9 @@ class ColumnSpec(StrictModel):
     required: bool = Field(False, description="The column must be present in the file.")
     max_missing: Fraction | None = Field(None, description="Largest allowed share of missing values.")
     allowed_values: list[str] | None = Field(None, description="Closed set of values (string columns).")
+    pattern: str | None = Field(None, max_length=200, description=(
+        "Regular expression every value must match: checked by DQ on string columns, and by OCR on the text "
+        "of any column (e.g. two decimals on amounts)."))
     min: float | None = Field(None, description="Smallest allowed value (integer/float columns).")
     max: float | None = Field(None, description="Largest allowed value (integer/float columns).")
 
@@ -77,6 +80,11 @@ class ColumnSpec(StrictModel):
             raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
         if self.allowed_values is not None and self.type != "string":
             raise ValueError(f"allowed_values applies to string columns, not {self.type}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression ({exc})") from exc
         return self
 
 
@@ -87,12 +95,19 @@ class CsvOptions(StrictModel):
     header: Literal[True] = True
 
 
+class OcrOptions(StrictModel):
+    dpi: int = Field(300, ge=100, le=600)
+    lang: str = Field("eng", pattern=r"^[a-z_]{3,16}$")
+    min_confidence: float = Field(60.0, ge=0, le=100, description="Cells below this Tesseract confidence are flagged.")
+
+
 class EntitySpec(StrictModel):
     """One file a provider delivers per snapshot (customers, transactions, ...)."""
 
     file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="File name in the landing folder.")
-    format: Literal["csv"] = "csv"
+    format: Literal["csv", "pdf"] = Field("csv", description="pdf: a scanned table, read by OCR in ingest.")
     csv: CsvOptions = CsvOptions()
+    ocr: OcrOptions = OcrOptions()
     primary_key: list[Identifier] = Field(min_length=1)
     columns: dict[Identifier, ColumnSpec] = Field(min_length=1)
     max_missing: Fraction | None = Field(None, description="Default missingness threshold of this entity.")
@@ -118,6 +133,7 @@ class DQDefaults(StrictModel):
     max_missing: Fraction = Field(0.05, description="Default share of missing values allowed per column.")
     max_invalid: Fraction = Field(0.0, description="Share of values allowed to fail type/range/allowed checks.")
     min_rows: int = Field(1, ge=0, description="Each entity must have at least this many rows.")
+    max_ocr_flagged: Fraction = Field(0.01, description="Share of OCR cells allowed to be low-confidence or invalid.")
 
 
 class ProviderConfig(StrictModel):

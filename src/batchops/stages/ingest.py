@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from batchops.artifacts import write_json_atomic, write_with
+from batchops.artifacts import write_json_atomic, write_text_atomic, write_with
 from batchops.config import EntitySpec
 from batchops.duck import scratch_connection
 from batchops.errors import InputDataError
@@ -93,10 +93,44 @@ def _read_csv_sql(spec: EntitySpec, header: list[str]) -> tuple[str, list[str], 
     return sql, missing, [name for name in header if name not in mapped]
 
 
+def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tuple[Path, dict[str, Any]]:
+    """Run the OCR of a scanned PDF entity into run_dir/ocr/<entity>.csv (+ report); the DQ gate judges
+    its flagged cells, so OCR itself never rejects here unless the PDF is unreadable."""
+    import csv as csv_module
+    import io
+
+    from batchops.ocr import OcrError, pdf_to_table, rules_from_entity
+
+    rules = rules_from_entity(spec)
+    try:
+        result = pdf_to_table(pdf, rules=rules, dpi=spec.ocr.dpi, lang=spec.ocr.lang,
+                              min_confidence=spec.ocr.min_confidence, max_invalid=1.0)
+    except OcrError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            write_json_atomic(ctx.run_dir / f"ocr_report_{entity}.json", report)
+        raise InputDataError(f"{entity}: OCR of {pdf} failed: {exc}") from exc
+    buffer = io.StringIO()
+    writer = csv_module.writer(buffer, delimiter=spec.csv.delimiter, quotechar=spec.csv.quote, lineterminator="\n")
+    writer.writerow([rule.header for rule in rules])
+    writer.writerows(result.rows)
+    csv_path = write_text_atomic(ctx.run_dir / "ocr" / f"{entity}.csv", buffer.getvalue())
+    write_json_atomic(ctx.run_dir / f"ocr_report_{entity}.json", result.report)  # next to dq_report
+    report = result.report
+    summary = {"cells": report["cells"], "flagged_cells": len(report["flagged_cells"]),
+               "invalid_cells": report["invalid_cells"], "pages": len(report["pages"]), "seconds": report["seconds"],
+               "report": str(ctx.run_dir / f"ocr_report_{entity}.json")}
+    return csv_path, summary
+
+
 def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: ThreadPoolExecutor) -> dict[str, Any]:
-    source = landing_file(ctx, entity, spec)
+    delivered = landing_file(ctx, entity, spec)
     started = time.perf_counter()
-    sha_future = hasher.submit(_sha256, source)  # hashing overlaps DuckDB's parse
+    sha_future = hasher.submit(_sha256, delivered)  # hashing overlaps DuckDB's parse
+    ocr_summary = None
+    source = delivered
+    if spec.format == "pdf":
+        source, ocr_summary = ocr_to_csv(ctx, entity, spec, delivered)
     header = read_header(source, spec)
     select_sql, missing, unmapped = _read_csv_sql(spec, header)
     target = ctx.staging_dir / f"{entity}.parquet"
@@ -127,7 +161,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
     finally:
         connection.close()
     return {
-        "file": str(source), "bytes": source.stat().st_size, "sha256": sha_future.result(),
+        "file": str(delivered), "bytes": delivered.stat().st_size, "sha256": sha_future.result(), "ocr": ocr_summary,
         "rows": rows, "rejected_rows": reject_rows[0], "rejected_values": reject_rows[1],
         "rejects_by_column": by_column, "reject_samples": samples,
         "missing_columns": missing, "unmapped_source_columns": unmapped,

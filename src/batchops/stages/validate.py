@@ -36,6 +36,8 @@ def _invalid_condition(name: str, spec) -> str | None:
         conditions.append(f"{column} > {float(spec.max)!r}")
     if spec.allowed_values is not None:
         conditions.append(f"NOT list_contains($allowed_{name}, {column})")
+    if spec.pattern is not None and spec.type == "string":  # typed columns lost their text; OCR checks those
+        conditions.append(f"NOT regexp_full_match({column}, $pattern_{name})")
     return " OR ".join(conditions) or None
 
 
@@ -52,6 +54,8 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
                            f"AS {quote_identifier('invalid_' + name)}")
         if column.allowed_values is not None:
             parameters[f"allowed_{name}"] = column.allowed_values
+        if column.pattern is not None and column.type == "string":
+            parameters[f"pattern_{name}"] = column.pattern
     row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
     metrics = dict(zip([d[0] for d in row.description], row.fetchone(), strict=True))
     keys = ", ".join(quote_identifier(k) for k in spec.primary_key)
@@ -99,10 +103,18 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
             rule = [f"allowed {column.allowed_values}" if column.allowed_values else "",
                     f"min {column.min}" if column.min is not None else "",
                     f"max {column.max}" if column.max is not None else "",
+                    f"pattern {column.pattern}" if column.pattern else "",
                     "finite" if column.type == "float" else ""]
             checks.append(_check(entity, name, "valid_values", "invalid_fraction", max_invalid,
                                  round(invalid_share, 6), invalid_share <= max_invalid,
                                  ", ".join(r for r in rule if r)))
+    ocr = ingest_result.get("ocr")
+    if ocr:
+        flagged_share = ocr["flagged_cells"] / ocr["cells"] if ocr["cells"] else 1.0
+        checks.append(_check(entity, None, "ocr_quality", "flagged_cell_fraction", provider.dq.max_ocr_flagged,
+                             round(flagged_share, 6), flagged_share <= provider.dq.max_ocr_flagged,
+                             f"{ocr['flagged_cells']} of {ocr['cells']} cells low-confidence or invalid "
+                             f"({ocr['invalid_cells']} invalid); see {ocr['report']}"))
     key = "+".join(spec.primary_key)
     checks.append(_check(entity, key, "unique_key", "duplicate_keys", 0, metrics["duplicate_keys"],
                          metrics["duplicate_keys"] == 0,

@@ -1,0 +1,111 @@
+"""Scanned provider PDF -> validated CSV, with Tesseract and Poppler (see batchops.ocr).
+
+    python scripts/pdf_to_csv.py                       # data/ocr_input/sample_input.pdf -> ocr_output.csv
+    python scripts/pdf_to_csv.py --input X.pdf --output X.csv --provider provider_c --entity transactions
+        [--dpi 300] [--lang eng] [--pages 1,3-4] [--min-confidence 60] [--max-invalid 0.01] [--workers N]
+
+Writes the CSV and a sidecar report (<output>.report.json: per-page seconds, rows, mean confidence,
+and every low-confidence or invalid cell). When more cells than --max-invalid fail validation it
+writes no CSV, only the report, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from batchops.artifacts import write_json_atomic, write_text_atomic
+from batchops.config import DEFAULTS_FILE_NAME, load_provider_file
+from batchops.errors import BatchOpsError
+from batchops.ocr import OcrError, pdf_to_table, rules_from_entity
+from batchops.settings import Settings
+from batchops.yaml_loader import read_yaml_file
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO / "data" / "ocr_input" / "sample_input.pdf"
+DEFAULT_OUTPUT = REPO / "data" / "ocr_input" / "ocr_output.csv"
+SAMPLE_SCHEMA = ("provider_c", "transactions")
+
+
+def parse_pages(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    pages: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            pages += list(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--pages {text!r}: use numbers and ranges such as 1,3-4") from None
+    return pages
+
+
+def schema_rules(provider_id: str, entity: str, settings: Settings):
+    config_file = settings.config_dir / f"{provider_id}.yaml"
+    if not config_file.exists():
+        raise OcrError(f"no provider config {config_file} (for --provider {provider_id})")
+    defaults_file = settings.config_dir / DEFAULTS_FILE_NAME
+    provider = load_provider_file(config_file, read_yaml_file(defaults_file) if defaults_file.exists() else {})
+    if entity not in provider.entities:
+        raise OcrError(f"provider {provider_id} has no entity {entity!r}; it has {sorted(provider.entities)}")
+    return rules_from_entity(provider.entities[entity])
+
+
+def table_csv(columns: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--dpi", type=int, default=300)
+    parser.add_argument("--lang", default="eng")
+    parser.add_argument("--pages", type=parse_pages)
+    parser.add_argument("--provider", help="take the column schema from this provider's config")
+    parser.add_argument("--entity", help="the entity of --provider (e.g. transactions)")
+    parser.add_argument("--no-schema", action="store_true", help="read the header row only, all columns as text")
+    parser.add_argument("--min-confidence", type=float, default=60.0)
+    parser.add_argument("--max-invalid", type=float, default=0.01)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args(argv)
+    if bool(args.provider) != bool(args.entity):
+        parser.error("--provider and --entity go together")
+    settings = Settings.from_env(default_home=REPO)
+    report_path = args.output.with_suffix(args.output.suffix + ".report.json")
+    try:
+        provider, entity = (args.provider, args.entity) if args.provider else (None, None)
+        if provider is None and not args.no_schema and args.input.resolve() == DEFAULT_INPUT.resolve():
+            provider, entity = SAMPLE_SCHEMA  # the sample is provider_c's transactions statement
+        rules = None if provider is None else schema_rules(provider, entity, settings)
+        result = pdf_to_table(args.input, rules=rules, dpi=args.dpi, lang=args.lang, pages=args.pages,
+                              min_confidence=args.min_confidence, max_invalid=args.max_invalid, workers=args.workers)
+    except OcrError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            write_json_atomic(report_path, report)
+        print(f"error: {exc}" + (f" (report: {report_path})" if report is not None else ""), file=sys.stderr)
+        return 1
+    except BatchOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    header = [rule.header for rule in rules] if rules else result.columns
+    write_text_atomic(args.output, table_csv(header, result.rows))
+    write_json_atomic(report_path, result.report)
+    report = result.report
+    print(json.dumps({"output": str(args.output), "report": str(report_path), "rows": report["rows"],
+                      "pages": len(report["pages"]), "seconds": report["seconds"],
+                      "flagged_cells": len(report["flagged_cells"]), "invalid_cells": report["invalid_cells"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
