@@ -14,6 +14,8 @@ from batchops.settings import Settings
 
 from conftest import REPO
 
+SHIPPED_PROVIDERS = ("provider_a", "provider_b", "provider_c")
+
 
 def load(settings: Settings):
     return load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
@@ -54,8 +56,8 @@ def test_shipped_configs_are_valid_and_pair_up(project):
     config_set = load(project)
     assert config_set.issues == []
     assert sorted(f"{p.provider_id}__{q.pipeline_id}" for p, q in config_set.dag_pairs()) == [
-        "provider_a__propensity_model", "provider_a__propensity_scoring",
-        "provider_b__propensity_model", "provider_b__propensity_scoring"]
+        f"{provider}__{pipeline}" for provider in SHIPPED_PROVIDERS
+        for pipeline in ("propensity_model", "propensity_scoring")]
 
 
 def test_defaults_merge_under_provider_and_provider_wins(project):
@@ -108,7 +110,7 @@ def test_broken_provider_file_is_reported_and_others_still_load(project, case):
     config_set = load(project)
     issues = config_set.broken_files[str(broken)]
     assert any(field in issue.field and reason in issue.reason for issue in issues), issues
-    assert set(config_set.providers) == {"provider_a", "provider_b"}  # the others are untouched
+    assert set(config_set.providers) == set(SHIPPED_PROVIDERS)  # the others are untouched
 
 
 def test_two_files_with_the_same_provider_id_keep_the_first(project):
@@ -148,7 +150,7 @@ def test_broken_pipeline_file_is_reported(project, case):
 def test_validate_command_exit_codes(project, monkeypatch, capsys):
     monkeypatch.setenv("BATCHOPS_HOME", str(project.home))
     assert cli_main(["validate"]) == 0
-    assert "4 DAG(s)" in capsys.readouterr().out
+    assert f"{2 * len(SHIPPED_PROVIDERS)} DAG(s)" in capsys.readouterr().out
     write(project.config_dir / "provider_x.yaml", provider_yaml(extra="shedule: daily"))
     assert cli_main(["validate"]) == 1
     assert "provider_x.yaml: shedule: unknown key" in capsys.readouterr().err

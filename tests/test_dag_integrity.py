@@ -30,8 +30,8 @@ def dagbag(project, monkeypatch) -> DagBag:
 
 def test_one_dag_per_provider_and_pipeline_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == ["provider_a__propensity_model", "provider_a__propensity_scoring",
-                                   "provider_b__propensity_model", "provider_b__propensity_scoring"]
+    assert sorted(dagbag.dags) == [f"provider_{p}__{q}" for p in "abc" for q in ("propensity_model",
+                                                                                 "propensity_scoring")]
 
 
 @pytest.mark.parametrize(("dag_id", "tasks"), [("provider_a__propensity_model", MODEL_TASKS),
@@ -63,11 +63,11 @@ def test_dag_metadata_tags_owner_params_and_effective_config(dagbag):
 
 
 def test_broken_config_becomes_an_error_dag_and_the_rest_still_load(project, monkeypatch):
-    (project.config_dir / "provider_c.yaml").write_text("provider_id: provider_c\nentities: {}\nshedule: x\n")
+    (project.config_dir / "provider_x.yaml").write_text("provider_id: provider_x\nentities: {}\nshedule: x\n")
     dagbag = dagbag_for(project.home, monkeypatch)
     assert dagbag.import_errors == {}
-    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 5
-    error_dag = dagbag.dags["batchops_config_error__provider_c"]
+    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 7  # 3 providers x 2 + 1
+    error_dag = dagbag.dags["batchops_config_error__provider_x"]
     assert "shedule: unknown key" in error_dag.doc_md and "config-error" in error_dag.tags
 
 

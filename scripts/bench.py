@@ -1,0 +1,230 @@
+"""Benchmark harness: BatchOps against the shared anchors, on the same files, in the same run.
+
+    python scripts/bench.py [--sizes S,M] [--results benchmarks/results] [--memory-limit 1GB]
+
+Per size it generates data with ../shared/bench/gen_scale.py, runs the anchors (floor.py,
+duckdb_ideal.py, pandas_baseline.py), runs the real propensity_model DAG through `airflow dags
+test` (orchestration included) and every stage alone in its own process, and records wall time
+and peak RSS (wait4's ru_maxrss: the largest process of each command's tree). It also times the
+parsing of 200 DAGs (100 providers x 2 pipelines) in a fresh process. Results: a JSON file and a
+Markdown table under --results, the JSON also as latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCH = Path(os.environ.get("BATCHOPS_SHARED_BENCH", REPO.parent / "shared" / "bench"))
+SIZES = {"tiny": (20_000, 400_000), "S": (100_000, 2_000_000), "M": (1_000_000, 20_000_000),
+         "L": (3_000_000, 60_000_000)}
+SNAPSHOT = "2026-02-01"  # the anchors' snapshot; horizon 30 days as in pandas_baseline.py
+STAGES = ["plan", "ingest", "validate", "load", "build_features", "train", "score"]
+DATA_STAGES = ["ingest", "validate", "load", "build_features"]
+
+
+def measure(command: list[str], env: dict[str, str], timeout: float = 3600) -> dict:
+    """Run `command` from a helper process so that its RUSAGE_CHILDREN maximum belongs to this command only."""
+    helper = (
+        "import json, resource, subprocess, sys, time\n"
+        "started = time.perf_counter()\n"
+        "done = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True)\n"
+        "seconds = time.perf_counter() - started\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'seconds': seconds, 'rss_kib': rss, 'code': done.returncode, 'stdout': done.stdout,"
+        " 'stderr': done.stderr[-6000:]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", helper, json.dumps(command)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    result = json.loads(done.stdout)
+    if result["code"] != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({result['code']}):\n{result['stdout'][-2000:]}\n"
+                           f"{result['stderr']}")
+    return {"seconds": round(result["seconds"], 2), "peak_rss_gib": round(result["rss_kib"] / 2**20, 3),
+            "stdout": result["stdout"]}
+
+
+def last_json_line(text: str) -> dict:
+    """The anchors print one dict: JSON (duckdb_ideal, pandas_baseline) or a Python repr (floor)."""
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return ast.literal_eval(line)
+    return {}
+
+
+def bench_env(root: Path, memory_limit: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHOPS_", "AIRFLOW__"))}
+    env.update({
+        "BATCHOPS_HOME": str(REPO), "BATCHOPS_CONFIG_DIR": str(REPO / "benchmarks" / "configs"),
+        "BATCHOPS_DATA_DIR": str(root / "data"), "BATCHOPS_RUNS_DIR": str(root / "runs"),
+        "BATCHOPS_WAREHOUSE_DIR": str(root / "warehouse"), "AIRFLOW_HOME": str(root / "airflow_home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+    })
+    if memory_limit:
+        env["BATCHOPS_DUCKDB_MEMORY_LIMIT"] = memory_limit
+    return env
+
+
+def bench_size(name: str, root: Path, memory_limit: str | None) -> dict:
+    customers, transactions = SIZES[name]
+    env = bench_env(root, memory_limit)
+    data = root / "data" / "benchmark" / SNAPSHOT
+    python = sys.executable
+    generated = measure([python, str(SHARED_BENCH / "gen_scale.py"), str(data), "--customers", str(customers),
+                         "--transactions", str(transactions)], env)
+    csv_mib = sum(p.stat().st_size for p in data.glob("*.csv")) / 2**20
+    anchors = {
+        "floor": measure([python, str(SHARED_BENCH / "floor.py"), str(data)], env),
+        "duckdb_ideal": measure([python, str(SHARED_BENCH / "duckdb_ideal.py"), str(data), SNAPSHOT], env),
+        "pandas_baseline": measure([python, str(SHARED_BENCH / "pandas_baseline.py"), str(data), SNAPSHOT, "30"], env),
+    }
+    for anchor in anchors.values():
+        anchor["result"] = last_json_line(anchor.pop("stdout")) or None
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    dag = measure(["airflow", "dags", "test", "benchmark__propensity_model", SNAPSHOT, "--conf",
+                   json.dumps({"snapshot_date": SNAPSHOT})], env)
+    dag.pop("stdout")
+    dag_run = sorted((root / "runs" / "benchmark__propensity_model").iterdir())[-1]
+    events = [json.loads(line) for line in (dag_run / "logs.jsonl").read_text().splitlines()]
+    dag["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
+    metrics = json.loads((dag_run / "metrics.json").read_text())
+    summary = (dag_run / "run_summary.md").read_text().splitlines()[0]
+    # every stage alone, in its own process, on a fresh warehouse
+    shutil.rmtree(root / "warehouse", ignore_errors=True)
+    alone = {}
+    for stage in STAGES:
+        result = measure([python, "-m", "batchops.bench_stage", stage, "benchmark", "propensity_model", SNAPSHOT,
+                          "bench_alone"], env)
+        result.pop("stdout")
+        alone[stage] = result
+    pandas_seconds = anchors["pandas_baseline"]["seconds"]
+    ideal_seconds = anchors["duckdb_ideal"]["seconds"]
+    data_stage_seconds = sum(alone[s]["seconds"] for s in DATA_STAGES)
+    return {
+        "customers": customers, "transactions": transactions, "csv_mib": round(csv_mib, 1),
+        "generate_seconds": generated["seconds"], "anchors": anchors, "dag": dag, "dag_outcome": summary,
+        "stages_alone": alone,
+        "dag_vs_pandas": round(dag["seconds"] / pandas_seconds, 3),
+        "data_stages_seconds": round(data_stage_seconds, 2),
+        "data_stages_vs_duckdb_ideal": round(data_stage_seconds / ideal_seconds, 3),
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in alone.values()),
+        "dag_process_peak_rss_gib": dag["peak_rss_gib"],
+        # the score task inside the DAG (model load, features, predict, checks, publish), measured where the
+        # snapshot has 1M customers; the process-alone figure adds Python and library start-up
+        "score_task_seconds": dag["stage_seconds"].get("score"),
+        "score_alone_process_seconds": alone["score"]["seconds"],
+        "score_seconds_1m": dag["stage_seconds"].get("score") if customers == 1_000_000 else None,
+        "roc_auc": round(metrics["roc_auc"], 4),
+        "baseline_roc_auc": (anchors["pandas_baseline"]["result"] or {}).get("train_auc"),
+    }
+
+
+def parse_200_dags(root: Path) -> dict:
+    """100 provider configs x 2 pipelines, parsed by DagBag in a fresh process."""
+    configs = root / "configs_200"
+    configs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "include" / "configs" / "_defaults.yaml", configs / "_defaults.yaml")
+    template = (REPO / "include" / "configs" / "provider_a.yaml").read_text()
+    for i in range(100):
+        (configs / f"provider_{i:03d}.yaml").write_text(template.replace("provider_id: provider_a",
+                                                                         f"provider_id: provider_{i:03d}"))
+    env = {**bench_env(root, None), "BATCHOPS_CONFIG_DIR": str(configs)}
+    probe = ("import json, sys, time\nfrom airflow.dag_processing.dagbag import DagBag\n"
+             "started = time.perf_counter(); bag = DagBag(sys.argv[1])\n"
+             "print(json.dumps({'seconds': time.perf_counter() - started, 'dags': len(bag.dags),"
+             " 'errors': len(bag.import_errors)}))")
+    result = json.loads(subprocess.run([sys.executable, "-c", probe, str(REPO / "dags")], env=env, check=True,
+                                       capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    report = subprocess.run(["airflow", "dags", "report", "-o", "json"], env=env, capture_output=True, text=True)
+    try:
+        rows = json.loads(report.stdout[report.stdout.index("["):])
+        result["airflow_dags_report"] = rows
+    except ValueError:
+        result["airflow_dags_report"] = report.stderr[-500:]
+    return result
+
+
+def machine() -> dict:
+    memory = Path("/proc/meminfo").read_text().splitlines()[0].split()[1] if Path("/proc/meminfo").exists() else "?"
+    return {"cpus": os.cpu_count(), "memory_gib": round(int(memory) / 2**20, 1) if memory != "?" else None,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# BatchOps benchmark, {results['started']}", "",
+             f"Machine: {results['machine']['cpus']} CPUs, {results['machine']['memory_gib']} GiB; "
+             f"DuckDB memory_limit {results['duckdb_memory_limit']}.", "",
+             "| size | rows (customers / transactions) | CSV MiB | pandas baseline s | duckdb_ideal s | floor s | "
+             "DAG s (dags test) | data stages s | DAG / pandas (target ≤ 0.4) | data stages / ideal (≤ 1.5) | "
+             "peak RSS GiB per stage (≤ 2) | pandas peak RSS GiB | score task s at 1M (≤ 10) | ROC-AUC holdout | "
+             "baseline train AUC |",
+             "|---" * 15 + "|"]
+    for name, size in results["sizes"].items():
+        anchors = size["anchors"]
+        lines.append(
+            f"| {name} | {size['customers']:,} / {size['transactions']:,} | {size['csv_mib']} | "
+            f"{anchors['pandas_baseline']['seconds']} | {anchors['duckdb_ideal']['seconds']} | "
+            f"{anchors['floor']['seconds']} | {size['dag']['seconds']} | {size['data_stages_seconds']} | "
+            f"{size['dag_vs_pandas']} | {size['data_stages_vs_duckdb_ideal']} | {size['peak_rss_gib']} | "
+            f"{anchors['pandas_baseline']['peak_rss_gib']} | {size['score_seconds_1m'] or '-'} | {size['roc_auc']} | "
+            f"{size['baseline_roc_auc']} |")
+    lines += ["", "Per stage (each alone in its own process: seconds / peak RSS GiB):", ""]
+    for name, size in results["sizes"].items():
+        cells = ", ".join(f"{stage} {r['seconds']} s / {r['peak_rss_gib']}" for stage, r in size["stages_alone"].items())
+        lines.append(f"- {name}: {cells}")
+        lines.append(f"- {name} inside the DAG run: " + ", ".join(f"{k} {v} s" for k, v in
+                                                                  size["dag"]["stage_seconds"].items()))
+    parse = results.get("parse_200_dags")
+    if parse:
+        lines += ["", f"Parsing 100 providers x 2 pipelines: {parse['dags']} DAGs in {parse['seconds']:.2f} s "
+                      f"({parse['seconds'] / max(parse['dags'], 1) * 1000:.1f} ms per DAG) in a fresh process, "
+                      f"{parse['errors']} import errors."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="S,M")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--memory-limit", default="1GB", help="BATCHOPS_DUCKDB_MEMORY_LIMIT for the runs")
+    parser.add_argument("--workdir", type=Path, help="where data, runs and warehouses go (default: a temp folder)")
+    args = parser.parse_args(argv)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        parser.error(f"unknown sizes {unknown}; choose from {list(SIZES)}")
+    if not (SHARED_BENCH / "gen_scale.py").exists():
+        parser.error(f"the shared anchors are not at {SHARED_BENCH}; set BATCHOPS_SHARED_BENCH")
+    results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+               "duckdb_memory_limit": args.memory_limit, "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="batchops-bench-", dir=args.workdir) as work:
+        for name in sizes:
+            print(f"size {name}...", file=sys.stderr, flush=True)
+            results["sizes"][name] = bench_size(name, Path(work) / name, args.memory_limit)
+        results["parse_200_dags"] = parse_200_dags(Path(work) / "parse")
+    args.results.mkdir(parents=True, exist_ok=True)
+    stamp = results["started"].replace(":", "").replace("-", "")
+    (args.results / f"bench_{stamp}.json").write_text(json.dumps(results, indent=2))
+    (args.results / f"bench_{stamp}.md").write_text(markdown(results))
+    (args.results / "latest.json").write_text(json.dumps(results, indent=2))
+    (args.results / "latest.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The benchmark harness runs end to end at a tiny size (a smoke test, not a timed test)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--sizes", "tiny", "--results",
+                           str(results)], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-4000:]
+    latest = json.loads((results / "latest.json").read_text())
+    tiny = latest["sizes"]["tiny"]
+    for key in ("dag_vs_pandas", "data_stages_vs_duckdb_ideal", "peak_rss_gib", "roc_auc", "baseline_roc_auc"):
+        assert tiny[key] is not None, key
+    assert tiny["dag_outcome"] == "# Run summary: COMPLETE"
+    assert latest["parse_200_dags"]["dags"] == 200 and latest["parse_200_dags"]["errors"] == 0
+    assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")
