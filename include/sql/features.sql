@@ -22,7 +22,10 @@ CREATE TABLE IF NOT EXISTS features (
     amount_sum_90    DOUBLE,
     amount_sum_365   DOUBLE,
     avg_amount_365   DOUBLE,
-    txn_trend_90     INTEGER
+    txn_trend_90     INTEGER,
+    txn_count_all    INTEGER,
+    amount_sum_all   DOUBLE,
+    avg_amount_all   DOUBLE
 );
 
 BEGIN TRANSACTION;
@@ -54,7 +57,9 @@ activity_per_customer AS (  -- aggregate before joining customers: far cheaper t
         count(*) FILTER (WHERE txn_date >= as_of - 180 AND txn_date < as_of - 90) AS txn_count_prev_90,
         sum(amount) FILTER (WHERE txn_date >= as_of - 30)                      AS amount_sum_30,
         sum(amount) FILTER (WHERE txn_date >= as_of - 90)                      AS amount_sum_90,
-        sum(amount) FILTER (WHERE txn_date >= as_of - 365)                     AS amount_sum_365
+        sum(amount) FILTER (WHERE txn_date >= as_of - 365)                     AS amount_sum_365,
+        count(*)                                                               AS txn_count_all,
+        sum(amount)                                                            AS amount_sum_all
     FROM history_before_as_of
     GROUP BY as_of, customer_id
 )
@@ -78,7 +83,10 @@ SELECT
     coalesce(activity.amount_sum_90, 0),
     coalesce(activity.amount_sum_365, 0),
     coalesce(activity.amount_sum_365 / nullif(activity.txn_count_365, 0), 0) AS avg_amount_365,
-    coalesce(activity.txn_count_90, 0) - coalesce(activity.txn_count_prev_90, 0) AS txn_trend_90
+    coalesce(activity.txn_count_90, 0) - coalesce(activity.txn_count_prev_90, 0) AS txn_trend_90,
+    coalesce(activity.txn_count_all, 0),
+    coalesce(activity.amount_sum_all, 0),
+    coalesce(activity.amount_sum_all / nullif(activity.txn_count_all, 0), 0) AS avg_amount_all
 FROM feature_dates
 JOIN customers
     ON customers.snapshot_date = CAST($snapshot_date AS DATE)
