@@ -25,7 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCH = Path(os.environ.get("BATCHOPS_SHARED_BENCH", REPO.parent / "shared" / "bench"))
+def _shared_bench() -> Path:
+    """The shared anchors: BATCHOPS_SHARED_BENCH, else shared/bench beside the checkout (as in CI)."""
+    if os.environ.get("BATCHOPS_SHARED_BENCH"):
+        return Path(os.environ["BATCHOPS_SHARED_BENCH"])
+    candidates = [REPO.parent / "shared" / "bench", Path("/work/shared/bench")]
+    return next((c for c in candidates if (c / "gen_scale.py").exists()), candidates[0])
+
+
+SHARED_BENCH = _shared_bench()
 SIZES = {"tiny": (20_000, 400_000), "S": (100_000, 2_000_000), "M": (1_000_000, 20_000_000),
          "L": (3_000_000, 60_000_000)}
 SNAPSHOT = "2026-02-01"  # the anchors' snapshot; horizon 30 days as in pandas_baseline.py
