@@ -88,3 +88,23 @@ def test_trigger_with_date_field_then_clear_the_failed_task_in_the_ui(stack, pag
     if os.environ.get("BATCHOPS_UPDATE_DOCS") == "1":  # refresh the README's screenshots on request
         for name in ("trigger_form.png", "run_success.png"):
             shutil.copy(shots / name, REPO / "docs" / f"ui_{name}")
+
+
+def test_batchops_tab_and_page_show_the_run_in_the_ui(stack, page, shots):
+    runs = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?state=success")["dag_runs"]
+    assert runs, "the trigger test runs first and leaves a successful run"
+    run_id = runs[0]["dag_run_id"]
+    page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}")
+    page.get_by_role("tab", name="BatchOps").or_(page.get_by_role("link", name="BatchOps").last).first.click()
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Data quality: PASSED").wait_for(timeout=30_000)
+    assert frame.get_by_text("ROC-AUC").count() >= 1
+    assert frame.locator("img[alt='roc_curve.png']").count() == 1
+    page.screenshot(path=str(shots / "batchops_run_tab.png"), full_page=True)
+    page.goto(f"{stack.url}/batchops/")
+    for provider in ("provider_a", "provider_b", "provider_c"):
+        page.get_by_text(f"{provider}__propensity_model").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "batchops_page.png"), full_page=True)
+    if os.environ.get("BATCHOPS_UPDATE_DOCS") == "1":
+        for name in ("batchops_run_tab.png", "batchops_page.png"):
+            shutil.copy(shots / name, REPO / "docs" / f"ui_{name}")

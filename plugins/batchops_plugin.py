@@ -1,0 +1,43 @@
+"""Airflow plugin: BatchOps run artifacts and provider health inside the Airflow UI.
+
+A "BatchOps" tab on every DAG run, a "BatchOps" page in the navigation, and extra links on the
+BatchOps tasks that open the run tab. The pages are served by batchops.ui (FastAPI, mounted under
+/batchops) and authorized by Airflow's own security dependencies.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+
+URL_PREFIX = "/batchops"
+
+
+class BatchOpsRunLink(BaseOperatorLink):
+    """An extra link on every task of a BatchOps DAG, to the run's BatchOps tab."""
+
+    name = "BatchOps run artifacts"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        if "__" not in ti_key.dag_id:
+            return ""
+        return f"{URL_PREFIX}/runs/{quote(ti_key.dag_id, safe='')}/{quote(ti_key.run_id, safe='')}"
+
+
+def _fastapi_app():
+    from batchops.ui import create_app
+
+    return create_app()
+
+
+class BatchOpsPlugin(AirflowPlugin):
+    name = "batchops"
+    fastapi_apps = [{"app": _fastapi_app(), "url_prefix": URL_PREFIX, "name": "BatchOps"}]
+    external_views = [
+        {"name": "BatchOps", "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}", "destination": "dag_run",
+         "url_route": "batchops_run"},
+        {"name": "BatchOps", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "batchops"},
+    ]
+    global_operator_extra_links = [BatchOpsRunLink()]

@@ -1,0 +1,133 @@
+"""The BatchOps plugin inside Airflow's own API app: registered, auth-guarded, traversal-proof, and showing
+a finished run's artifacts and a blocked run's reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import date
+
+import pytest
+
+from batchops.stages.features import build_features
+from batchops.stages.ingest import ingest
+from batchops.stages.load import load
+from batchops.stages.plan import write_plan
+from batchops.stages.score import score
+from batchops.stages.summarize import summarize
+from batchops.stages.train import train
+from batchops.stages.validate import validate
+
+from conftest import REPO, make_drop, run_context
+
+PASSWORD = "plugin-test-password"
+DAG_ID = "provider_a__propensity_model"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """Airflow's api app (with plugins) on a migrated SQLite DB, and two finished runs on disk."""
+    from batchops.settings import Settings
+
+    home = tmp_path_factory.mktemp("ui")
+    import shutil
+
+    for folder in ("configs", "pipelines", "sql"):
+        shutil.copytree(REPO / "include" / folder, home / "include" / folder)
+    airflow_home = os.environ["AIRFLOW_HOME"]
+    (home / "passwords.json").write_text(json.dumps({"admin": PASSWORD}))
+    env = {"AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "BATCHOPS_HOME": str(home),
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+           "AIRFLOW__API_AUTH__JWT_SECRET": "plugin-test-jwt-secret-0123456789"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    subprocess.run(["airflow", "db", "migrate"], env={**os.environ, "AIRFLOW_HOME": airflow_home}, check=True,
+                   capture_output=True)
+    settings = Settings.from_env()
+    make_drop(settings, "provider_a", date(2026, 2, 1), customers=400)
+    ctx = run_context(settings, run_id="manual__ok")
+    write_plan(ctx, "conf.snapshot_date", {})
+    for stage in (ingest, validate, load, build_features, train, score):
+        stage(ctx)
+    summarize(ctx, {t: "success" for t in ctx.pipeline.stages if t != "summarize"})
+    make_drop(settings, "provider_a", date(2026, 2, 2), customers=300, defect="duplicate_keys")
+    blocked = run_context(settings, snapshot=date(2026, 2, 2), run_id="manual__blocked")
+    write_plan(blocked, "conf.snapshot_date", {})
+    ingest(blocked)
+    validate(blocked)
+    summarize(blocked, {"plan": "success", "ingest": "success", "validate": "success", "dq_gate": "success",
+                        "load": "skipped", "score": "skipped"})
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    try:
+        with TestClient(create_app()) as test_client:
+            yield test_client
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def token(client) -> dict[str, str]:
+    answer = client.post("/auth/token", json={"username": "admin", "password": PASSWORD})
+    assert answer.status_code in (200, 201), answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+
+def test_plugin_is_registered_with_its_views(client):
+    plugins = client.get("/api/v2/plugins", headers=token(client)).json()["plugins"]
+    batchops = next(p for p in plugins if p["name"] == "batchops")
+    assert {v["destination"] for v in batchops["external_views"]} == {"dag_run", "nav"}
+    assert batchops["global_operator_extra_links"]
+
+
+def test_anonymous_requests_are_refused(client):
+    assert client.get(f"/batchops/runs/{DAG_ID}/manual__ok").status_code == 401
+    assert client.get("/batchops/").status_code == 401
+    assert client.get(f"/batchops/files/{DAG_ID}/manual__ok/roc_curve.png").status_code == 401
+
+
+def test_finished_run_shows_dq_metrics_plots_and_predictions(client):
+    page = client.get(f"/batchops/runs/{DAG_ID}/manual__ok", headers=token(client))
+    assert page.status_code == 200, page.text
+    for text in ("COMPLETE", "Data quality: PASSED", "ROC-AUC", "approved", "roc_curve.png", "Predictions (first 50)",
+                 "snapshot_date <b>2026-02-01</b>", "Log (last 20 events)"):
+        assert text in page.text, text
+    image = client.get(f"/batchops/files/{DAG_ID}/manual__ok/roc_curve.png", headers=token(client))
+    assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+    assert client.get(f"/batchops/files/{DAG_ID}/manual__ok/predictions/predictions.csv",
+                      headers=token(client)).text.startswith("customer_id,score")
+
+
+def test_blocked_run_says_why_at_the_top(client):
+    page = client.get(f"/batchops/runs/{DAG_ID}/manual__blocked", headers=token(client)).text
+    assert 'class="banner blocked"' in page and "unique_key" in page
+    assert page.index("BLOCKED") < page.index("Data quality: FAILED")
+
+
+@pytest.mark.parametrize("path", [
+    f"/batchops/files/{DAG_ID}/manual__ok/../../../include/configs/provider_a.yaml",
+    f"/batchops/files/{DAG_ID}/manual__ok/model/model.pkl",
+    f"/batchops/files/{DAG_ID}/..%2F..%2Fetc/passwd",
+    "/batchops/runs/..%2F..%2Fetc/manual__ok",
+])
+def test_traversal_and_non_artifacts_are_refused(client, path):
+    assert client.get(path, headers=token(client)).status_code in (400, 404)
+
+
+def test_unknown_run_is_404_and_other_dags_get_a_short_message(client):
+    assert client.get(f"/batchops/runs/{DAG_ID}/nope", headers=token(client)).status_code == 404
+    other = client.get("/batchops/runs/some_other_dag/run1", headers=token(client))
+    assert other.status_code == 200 and "not a BatchOps DAG" in other.text
+
+
+def test_overview_lists_every_provider_and_config_errors(client):
+    page = client.get("/batchops/", headers=token(client)).text
+    for dag_id in ("provider_a__propensity_model", "provider_b__propensity_scoring", "provider_c__propensity_model"):
+        assert dag_id in page
+    assert "manual__blocked" in page or "manual__ok" in page
