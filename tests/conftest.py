@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Airflow reads these at import: keep the test session away from ~/airflow and the example DAGs.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="batchops-airflow-home-"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Airflow caches its plugins per process: point it at ours before any test loads them.
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 SNAPSHOT = date(2026, 2, 1)
 sys.path.insert(0, str(REPO / "scripts"))  # generate_data is a script, imported here as a module
 

@@ -59,8 +59,13 @@ def client(tmp_path_factory):
     validate(blocked)
     summarize(blocked, {"plan": "success", "ingest": "success", "validate": "success", "dq_gate": "success",
                         "load": "skipped", "score": "skipped"})
+    from airflow import plugins_manager
     from airflow.api_fastapi.app import create_app
     from fastapi.testclient import TestClient
+
+    for cached in vars(plugins_manager).values():  # plugins are cached per process; load ours afresh
+        if hasattr(cached, "cache_clear"):
+            cached.cache_clear()
 
     try:
         with TestClient(create_app()) as test_client:
