@@ -5,6 +5,7 @@ them to docs/ for the README."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -95,15 +96,20 @@ def test_batchops_tab_and_page_show_the_run_in_the_ui(stack, page, shots):
     assert runs, "the trigger test runs first and leaves a successful run"
     run_id = runs[0]["dag_run_id"]
     page.goto(f"{stack.url}/dags/{DAG_ID}/runs/{run_id}")
-    page.get_by_role("tab", name="BatchOps").or_(page.get_by_role("link", name="BatchOps").last).first.click()
+    page.locator("a[href$='/plugin/batchops_run']").first.click()  # the run's BatchOps tab
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Data quality: PASSED").wait_for(timeout=30_000)
     assert frame.get_by_text("ROC-AUC").count() >= 1
     assert frame.locator("img[alt='roc_curve.png']").count() == 1
     page.screenshot(path=str(shots / "batchops_run_tab.png"), full_page=True)
-    page.goto(f"{stack.url}/batchops/")
+    quoted_run = run_id.replace(":", "%3A").replace("+", "%2B")
+    links = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quoted_run}/taskInstances/score/links")
+    assert f"/batchops/runs/{DAG_ID}/" in json.dumps(links)  # the extra link on the task points at the tab
+    page.goto(f"{stack.url}/")
+    page.get_by_role("link", name="BatchOps").first.click()  # the page in the navigation bar
+    nav_frame = page.frame_locator("iframe").first
     for provider in ("provider_a", "provider_b", "provider_c"):
-        page.get_by_text(f"{provider}__propensity_model").first.wait_for(timeout=30_000)
+        nav_frame.get_by_text(f"{provider}__propensity_model").first.wait_for(timeout=30_000)
     page.screenshot(path=str(shots / "batchops_page.png"), full_page=True)
     if os.environ.get("BATCHOPS_UPDATE_DOCS") == "1":
         for name in ("batchops_run_tab.png", "batchops_page.png"):

@@ -131,8 +131,40 @@ def test_unknown_run_is_404_and_other_dags_get_a_short_message(client):
     assert other.status_code == 200 and "not a BatchOps DAG" in other.text
 
 
-def test_overview_lists_every_provider_and_config_errors(client):
+def test_overview_lists_every_provider_with_its_approved_model(client):
     page = client.get("/batchops/", headers=token(client)).text
     for dag_id in ("provider_a__propensity_model", "provider_b__propensity_scoring", "provider_c__propensity_model"):
         assert dag_id in page
-    assert "manual__blocked" in page or "manual__ok" in page
+    assert "manual__blocked" in page and "manual__ok" in page  # the latest run and the earlier one
+    assert "provider_a__propensity_model__20260201__" in page and "trained on 2026-02-01" in page
+    assert "none approved yet" in page  # provider_b has no model
+    assert "next scheduled run" in page
+
+
+def test_a_broken_config_is_listed_on_the_page(client):
+    from batchops.settings import Settings
+
+    broken = Settings.from_env().config_dir / "provider_z.yaml"
+    broken.write_text("provider_id: provider_z\nshedule: daily\n")
+    try:
+        page = client.get("/batchops/", headers=token(client)).text
+    finally:
+        broken.unlink()
+    assert "provider_z.yaml: " in page and "shedule: unknown key" in page
+
+
+def test_a_user_without_access_to_the_dag_cannot_read_its_artifacts(client, monkeypatch):
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    original = SimpleAuthManager.is_authorized_dag
+
+    def deny_provider_a(self, *, method, user, access_entity=None, details=None):
+        if details is not None and details.id == DAG_ID:
+            return False
+        return original(self, method=method, user=user, access_entity=access_entity, details=details)
+
+    monkeypatch.setattr(SimpleAuthManager, "is_authorized_dag", deny_provider_a)
+    headers = token(client)
+    assert client.get(f"/batchops/runs/{DAG_ID}/manual__ok", headers=headers).status_code == 403
+    assert client.get(f"/batchops/files/{DAG_ID}/manual__ok/roc_curve.png", headers=headers).status_code == 403
+    assert client.get("/batchops/runs/provider_b__propensity_model/x", headers=headers).status_code == 404

@@ -115,42 +115,85 @@ def render_run_page(dag_id: str, run_id: str, folder: Path) -> str:
     return "".join(parts)
 
 
+def _run_link(dag_id: str, run_id: str) -> str:
+    return f'<a href="{URL_PREFIX}/runs/{_esc(dag_id)}/{_esc(run_id)}">{_esc(run_id)}</a>'
+
+
 def render_overview(rows: list[dict[str, Any]], config_errors: list[str]) -> str:
     table_rows = []
     for row in rows:
-        link = (f'<a href="{URL_PREFIX}/runs/{_esc(row["dag_id"])}/{_esc(row["run_id"])}" target="_top">'
-                f'{_esc(row["run_id"])}</a>') if row.get("run_id") else "-"
-        table_rows.append([_esc(row["dag_id"]), link, _esc(row.get("outcome", "-")), _esc(row.get("snapshot_date", "-")),
-                           _esc(row.get("dq", "-")), _esc(row.get("model", "-")), _esc(row.get("rows_scored", "-"))])
+        last = _run_link(row["dag_id"], row["run_id"]) if row.get("run_id") else "-"
+        earlier = " ".join(_run_link(row["dag_id"], run_id) for run_id in row.get("earlier_runs", []))
+        table_rows.append([_esc(row["dag_id"]), last, _esc(row.get("outcome", "-")), _esc(row.get("snapshot_date", "-")),
+                           _esc(row.get("dq", "-")), _esc(row.get("approved_model", "-")),
+                           _esc(row.get("rows_scored", "-")), _esc(row.get("next_run", "-")), earlier or "-"])
     errors = "".join(f"<li class='fail'>{_esc(e)}</li>" for e in config_errors)
     return (f"<html><head><title>BatchOps</title><style>{STYLE}</style></head><body><h2>BatchOps providers</h2>"
-            + _table(["DAG", "last run", "outcome", "snapshot", "DQ", "model (AUC)", "rows scored"], table_rows)
+            + _table(["DAG", "last run", "outcome", "snapshot", "DQ", "approved model (AUC, trained on)",
+                      "rows scored", "next scheduled run", "earlier runs"], table_rows)
             + (f"<h3>Configs with errors</h3><ul>{errors}</ul>" if errors else "") + "</body></html>")
 
 
+def approved_model_text(settings: Settings, provider_id: str, pipeline: str) -> str:
+    """The provider's current approved model of the pipeline, from its registry; never waits long."""
+    import dataclasses
+    from datetime import date
+
+    from batchops.errors import WarehouseError
+    from batchops.models import find_approved_model
+
+    quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
+    try:
+        model = find_approved_model(quick, provider_id, pipeline, date(2100, 1, 1))
+    except WarehouseError:
+        return "warehouse busy (a run is writing); reload"
+    if model is None:
+        return "none approved yet"
+    auc = f"{model.roc_auc:.3f}" if model.roc_auc is not None else "?"
+    return f"{model.model_id} (AUC {auc}, trained on {model.training_snapshot})"
+
+
+def next_runs(dag_ids: list[str]) -> dict[str, str]:
+    """Next scheduled run of each DAG from Airflow's metadata DB (api-server process only)."""
+    try:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            found = session.execute(select(DagModel.dag_id, DagModel.next_dagrun_create_after, DagModel.is_paused)
+                                    .where(DagModel.dag_id.in_(dag_ids))).all()
+    except Exception:  # noqa: BLE001 - the page stays useful without the metadata DB
+        return {}
+    return {dag_id: ("paused" if paused else (str(after)[:16] if after else "not scheduled"))
+            for dag_id, after, paused in found}
+
+
 def overview_rows(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per provider x pipeline from the configs and the newest run folder of each DAG."""
+    """One row per provider x pipeline from the configs, the run folders, the registry and the scheduler."""
     from batchops.config import load_config_set
 
     config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    pairs = config_set.dag_pairs()
+    scheduled = next_runs([f"{p.provider_id}__{q.pipeline_id}" for p, q in pairs])
     rows = []
-    for provider, pipeline in config_set.dag_pairs():
+    for provider, pipeline in pairs:
         dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
-        row: dict[str, Any] = {"dag_id": dag_id}
+        row: dict[str, Any] = {"dag_id": dag_id, "next_run": scheduled.get(dag_id, "-"),
+                               "approved_model": approved_model_text(settings, provider.provider_id,
+                                                                     pipeline.model_pipeline)}
         folder = settings.runs_dir / dag_id
         runs = sorted((p for p in folder.iterdir() if (p / "plan.json").exists()),
                       key=lambda p: p.stat().st_mtime) if folder.exists() else []
         if runs:
             latest = runs[-1]
+            row["earlier_runs"] = [json.loads((p / "plan.json").read_text())["run_id"] for p in runs[-6:-1][::-1]]
             plan = json.loads((latest / "plan.json").read_text())
             row.update(run_id=plan["run_id"], snapshot_date=plan["snapshot_date"])
             summary = _read(latest, "run_summary.md")
             row["outcome"] = summary.split("\n", 1)[0].replace("# Run summary:", "").strip() if summary else "running"
             dq = _read(latest, "dq_report.json")
             row["dq"] = ("PASSED" if dq["passed"] else "FAILED") if dq else "-"
-            metrics = _read(latest, "metrics.json")
-            if metrics:
-                row["model"] = f"{metrics['model_id']} ({metrics['roc_auc']:.3f}, {metrics['promotion']['status']})"
             scored = [e for e in read_events(latest / "logs.jsonl") if e.get("event") == "score_finished"]
             row["rows_scored"] = scored[-1]["rows"] if scored else "-"
         rows.append(row)
