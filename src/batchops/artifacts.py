@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -122,6 +123,15 @@ def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB blocks (inputs can be GBs)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

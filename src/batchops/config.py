@@ -8,7 +8,6 @@ problem becomes a ConfigIssue (file, field path, reason); one broken file never 
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -303,14 +302,6 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIssue]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from batchops.artifacts import sha256_of_file
 from batchops.config import ModelSettings
 from batchops.errors import ModelIntegrityError
 from batchops.settings import Settings
@@ -95,12 +96,6 @@ def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_
         return latest_approved(warehouse, settings, pipeline, as_of)
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def verify_model_file(settings: Settings, provider_id: str, model: RegisteredModel) -> Path:
     """Refuse a model outside the provider's store, missing, or whose bytes changed since registration."""
     store = settings.model_store(provider_id).resolve()
@@ -110,7 +105,7 @@ def verify_model_file(settings: Settings, provider_id: str, model: RegisteredMod
     if not path.is_file():
         raise ModelIntegrityError(f"model {model.model_id}: {path} is missing; re-run the training DAG "
                                   f"({provider_id}__{model.pipeline}) to produce a model")
-    actual = file_sha256(path)
+    actual = sha256_of_file(path)
     if actual != model.sha256:
         raise ModelIntegrityError(
             f"model {model.model_id}: sha256 of {path} is {actual[:16]}..., the registry says {model.sha256[:16]}...; "

@@ -7,13 +7,12 @@ store_rejects records them (line, column, raw text) and validate counts them aga
 from __future__ import annotations
 
 import csv
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from batchops.artifacts import write_json_atomic, write_text_atomic, write_with
+from batchops.artifacts import sha256_of_file, write_json_atomic, write_text_atomic, write_with
 from batchops.config import EntitySpec
 from batchops.duck import scratch_connection
 from batchops.errors import InputDataError
@@ -61,14 +60,6 @@ def read_header(path: Path, spec: EntitySpec) -> list[str]:
     if duplicates:
         raise InputDataError(f"{path}: header repeats column(s) {duplicates}; each column name must be unique")
     return header
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_csv_sql(spec: EntitySpec, header: list[str]) -> tuple[str, list[str], list[str]]:
@@ -126,7 +117,7 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
 def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: ThreadPoolExecutor) -> dict[str, Any]:
     delivered = landing_file(ctx, entity, spec)
     started = time.perf_counter()
-    sha_future = hasher.submit(_sha256, delivered)  # hashing overlaps DuckDB's parse
+    sha_future = hasher.submit(sha256_of_file, delivered)  # hashing overlaps DuckDB's parse
     ocr_summary = None
     source = delivered
     if spec.format == "pdf":

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchops.artifacts import write_json_atomic
-from batchops.config import effective_config, sha256_of_file
+from batchops.artifacts import sha256_of_file, write_json_atomic
+from batchops.config import effective_config
 from batchops.runcontext import RunContext
 
 SNAPSHOT_RULE = (

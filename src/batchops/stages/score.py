@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from batchops.artifacts import replace_dir_atomic
+from batchops.duck import scratch_connection
 from batchops.errors import ModelIntegrityError, SanityCheckError
 from batchops.models import RegisteredModel, check_features_match, latest_approved, load_verified_model
 from batchops.plots import plot_score_histogram
@@ -109,9 +110,7 @@ def score(ctx: RunContext) -> dict[str, Any]:
         sanity_check(customer_ids, scores, expected)
         predictions = pd.DataFrame({"customer_id": features_frame["customer_id"], "score": scores,
                                     "snapshot_date": ctx.snapshot_date, "model_id": registered.model_id})
-        import duckdb
-
-        scratch = duckdb.connect()
+        scratch = scratch_connection(ctx.settings)
         try:
             replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(scratch, predictions, folder))
         finally:

@@ -88,7 +88,7 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
     if predictions.exists():
         lines.append("- [predictions.parquet](predictions/predictions.parquet), "
                      "[predictions.csv](predictions/predictions.csv)")
-        scored = [e for e in read_events(ctx.run_dir / "logs.jsonl") if e.get("event") == "score_finished"]
+        scored = [e for e in events if e.get("event") == "score_finished"]
         if scored:
             last = scored[-1]
             lines.append(f"- {last['rows']} customers scored with `{last['model_id']}`, mean score "

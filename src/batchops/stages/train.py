@@ -9,12 +9,11 @@ import platform
 import shutil
 from typing import Any
 
-from batchops.artifacts import replace_dir_atomic, write_json_atomic, write_with
+from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
 from batchops.config import Guardrails
 from batchops.errors import DataQualityError
 from batchops.models import (
     build_model,
-    file_sha256,
     latest_approved,
     load_verified_model,
     register_model,
@@ -166,7 +165,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
 
     model_dir = ctx.run_dir / "model"
     write_with(model_dir / "model.pkl", lambda temp: joblib.dump(model, temp))
-    sha = file_sha256(model_dir / "model.pkl")
+    sha = sha256_of_file(model_dir / "model.pkl")
     # The run is part of the id: retraining identical bytes in another run (say, under other guardrails)
     # is a new registry decision and must not overwrite the earlier one; a retry of the same run is idempotent.
     run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]

@@ -43,7 +43,8 @@ def _invalid_condition(name: str, spec) -> str | None:
 
 def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any]:
     """Row count, per-column null and invalid counts, and primary-key duplicates/nulls in one pass."""
-    selects = ["count(*) AS row_count"]
+    null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key)
+    selects = ["count(*) AS row_count", f"count(*) FILTER (WHERE {null_key}) AS null_keys"]
     parameters: dict[str, Any] = {"staging": str(staging)}
     for name, column in spec.columns.items():
         quoted = quote_identifier(name)
@@ -59,14 +60,11 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
     row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
     metrics = dict(zip([d[0] for d in row.description], row.fetchone(), strict=True))
     keys = ", ".join(quote_identifier(k) for k in spec.primary_key)
-    null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key)
     duplicate = connection.execute(
         f"SELECT count(*), coalesce(sum(n), 0), list(key_text ORDER BY key_text)[1:5] FROM ("
         f"  SELECT count(*) AS n, concat_ws('|', {keys}) AS key_text FROM read_parquet($staging)"
         f"  WHERE NOT ({null_key}) GROUP BY {keys} HAVING count(*) > 1)", {"staging": str(staging)}).fetchone()
     metrics["duplicate_keys"], metrics["rows_with_duplicate_keys"], metrics["duplicate_key_examples"] = duplicate
-    metrics["null_keys"] = connection.execute(
-        f"SELECT count(*) FROM read_parquet($staging) WHERE {null_key}", {"staging": str(staging)}).fetchone()[0]
     return metrics
 
 
