@@ -28,10 +28,11 @@ class DuckDBWarehouseHook(DbApiHook):
     hook_name = "BatchOps DuckDB warehouse"
     supports_autocommit = True  # DuckDB commits each statement unless a SQL file says BEGIN
 
-    def __init__(self, provider_id: str, settings: Settings, **kwargs: Any):
+    def __init__(self, provider_id: str, settings: Settings, after_statement=None, **kwargs: Any):
         super().__init__(warehouse_id=f"batchops_warehouse_{provider_id}", **kwargs)
         self.provider_id = provider_id
         self.settings = settings
+        self.after_statement = after_statement
 
     def get_conn(self):
         from batchops.warehouse import LockedConnection
@@ -52,6 +53,8 @@ class DuckDBWarehouseHook(DbApiHook):
     def _run_command(self, cur, sql_statement, parameters):
         # Each statement gets only the $names it uses: DuckDB rejects unused named parameters.
         super()._run_command(cur, sql_statement, parameters_used(sql_statement, parameters or {}) or None)
+        if self.after_statement is not None:
+            self.after_statement(sql_statement)
 
 
 class WarehouseSQLOperator(SQLExecuteQueryOperator):
@@ -65,21 +68,31 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         self.settings = settings
 
     def get_db_hook(self) -> DuckDBWarehouseHook:
-        return DuckDBWarehouseHook(self.provider_id, self.settings)
+        return DuckDBWarehouseHook(self.provider_id, self.settings, after_statement=self._after_statement)
+
+    def _after_statement(self, statement: str) -> None:
+        run_dir = getattr(self, "_run_dir", None)
+        if run_dir is not None and statement.lstrip().upper().startswith("INSERT"):
+            from batchops.faults import crash_point
+
+            crash_point(f"{self.task_id}.in_transaction", self.dag_id, run_dir)
 
     @property
     def _hook(self) -> DuckDBWarehouseHook:  # lineage code asks for it too
         return self.get_db_hook()
 
     def execute(self, context):
+        from batchops.recovery import begin_attempt
         from batchops.tasks import run_logger_for
 
         if not isinstance(self.sql, str):
             # common-sql splits a string into statements but runs each list item whole; our list holds
             # whole rendered files, so split them here (DuckDB binds parameters one statement at a time).
             self.sql = [statement for text in self.sql for statement in DbApiHook.split_sql_string(text)]
-        with run_logger_for(context, self.settings).timed("stage", task=self.task_id,
-                                                           try_number=context["ti"].try_number):
+        logger = run_logger_for(context, self.settings)
+        self._run_dir = logger.path.parent
+        begin_attempt(logger, context["ti"].try_number)
+        with logger.timed("stage", task=self.task_id, try_number=context["ti"].try_number):
             return super().execute(context)
 
 

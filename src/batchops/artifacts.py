@@ -1,4 +1,6 @@
-"""Run folders and atomic artifact writes (temp file in the same folder, then rename)."""
+"""Run folders and atomic artifact writes (temp file in the same folder, then rename).
+
+Temp names carry `<host>-<pid>` so that recovery.remove_leftovers can delete those of a killed process."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops.errors import ArtifactWriteError, RunParameterError
+from batchops.recovery import owner_tag
 
 _UNSAFE_RUN_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 ARTIFACT_FILE_MODE = 0o644
@@ -59,7 +62,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path next to target; on success it replaces target in one rename."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.{owner_tag()}.", suffix=".part",
+                                              dir=target.parent)
         os.close(handle)
     except OSError as exc:
         raise _explain_os_error(target, exc) from exc
@@ -102,7 +106,7 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> Path:
 def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
     """Build a whole folder next to target, then swap it in, so readers never see half of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{owner_tag()}.", dir=target.parent))
     try:
         builder(staging)
         os.chmod(staging, ARTIFACT_DIR_MODE)  # mkdtemp makes 0700

@@ -149,6 +149,12 @@ class ProviderConfig(StrictModel):
         "{provider_id}/{snapshot_date}",
         description="Folder of a snapshot's files, relative to BATCHOPS_DATA_DIR.",
     )
+    ready_marker: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", description=(
+        "File the provider writes into the landing folder after an upload is complete (e.g. _SUCCESS); "
+        "ingest waits for it. Use it when uploads are not atomic."))
+    landing_settle_seconds: float = Field(2.0, ge=0, le=600, description=(
+        "A landing file modified less than this long ago is watched this long; if it still changes it is "
+        "treated as an upload in progress and ingest retries later."))
     tags: list[str] = []
     dq: DQDefaults = DQDefaults()
     entities: dict[Identifier, EntitySpec] = Field(min_length=1)

@@ -19,6 +19,10 @@ class InputDataError(BatchOpsError):
     """A landing file is missing, unreadable or not in the layout its provider config declares."""
 
 
+class LandingNotReadyError(InputDataError):
+    """A landing file is still being uploaded (or its ready marker is missing); a later retry may succeed."""
+
+
 class DataQualityError(BatchOpsError):
     """Data failed a check that must stop the stage (not the DQ verdict itself, which is data)."""
 
@@ -41,3 +45,8 @@ class SanityCheckError(BatchOpsError):
 
 class ArtifactWriteError(BatchOpsError):
     """An artifact could not be written (disk full, permissions); earlier artifacts are intact."""
+
+
+def is_duckdb_error(exc: BaseException) -> bool:
+    """True for DuckDB's own exceptions (their module is `_duckdb`), without importing duckdb."""
+    return type(exc).__module__.lstrip("_").startswith("duckdb")

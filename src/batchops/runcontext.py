@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -34,6 +35,25 @@ def parse_snapshot_date(value: object, source: str = "snapshot_date") -> date:
     if not EARLIEST_SNAPSHOT <= parsed < LATEST_SNAPSHOT:
         raise RunParameterError(f"{source} {value!r} is outside {EARLIEST_SNAPSHOT}..{LATEST_SNAPSHOT}")
     return parsed
+
+
+RUN_CONF_KEYS = ("snapshot_date",)
+
+
+def check_run_conf(conf: object) -> None:
+    """A run's conf may hold only known keys: a typo such as 'snapshot_data' would otherwise silently
+    fall back to the default date and process the wrong snapshot."""
+    if conf in (None, {}):
+        return
+    if not isinstance(conf, dict):
+        raise RunParameterError(f"the run conf must be a JSON object like {{\"snapshot_date\": \"2026-02-01\"}}, "
+                                f"got {type(conf).__name__}")
+    unknown = sorted(str(key) for key in conf if key not in RUN_CONF_KEYS)
+    if unknown:
+        hints = [f"{key!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, RUN_CONF_KEYS, 1))
+                 else repr(key) for key in unknown]
+        raise RunParameterError(f"unknown key(s) in the run conf: {', '.join(hints)}; allowed: {list(RUN_CONF_KEYS)}. "
+                                "Trigger again with only these keys.")
 
 
 def resolve_snapshot_date(

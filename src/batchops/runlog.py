@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 _python_log = logging.getLogger("batchops")
+# The short host name, as in temp-file names (recovery.owner_tag): tells a killed attempt from a running one.
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
 class RunLogger:
@@ -24,7 +28,7 @@ class RunLogger:
 
     def event(self, event: str, level: str = "INFO", **fields: Any) -> None:
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level,
-                  "stage": self.stage, "event": event, **fields}
+                  "stage": self.stage, "event": event, "host": HOST, "pid": os.getpid(), **fields}
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         _python_log.log(logging.getLevelName(level), "%s %s %s", self.stage, event, fields)
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -17,13 +17,14 @@ from batchops.config import PipelineSpec, ProviderConfig
 from batchops.errors import (
     ArtifactWriteError,
     BatchOpsError,
+    LandingNotReadyError,
     WarehouseError,
 )
-from batchops.runcontext import RunContext, parse_snapshot_date, resolve_snapshot_date
+from batchops.runcontext import RunContext, check_run_conf, parse_snapshot_date, resolve_snapshot_date
 from batchops.runlog import RunLogger
 from batchops.settings import Settings
 
-RETRYABLE = (WarehouseError, ArtifactWriteError)
+RETRYABLE = (WarehouseError, ArtifactWriteError, LandingNotReadyError)
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,13 @@ def run_logger_for(context: dict[str, Any], settings: Settings) -> RunLogger:
 def _stage_edge(ctx: RunContext, context: dict[str, Any]):
     from airflow.sdk.exceptions import AirflowFailException
 
-    task_id = context["ti"].task_id
+    from batchops.recovery import begin_attempt
+
+    task_id, try_number = context["ti"].task_id, context["ti"].try_number
+    logger = ctx.logger(task_id)
     try:
-        with ctx.logger(task_id).timed("stage", task=task_id, try_number=context["ti"].try_number):
+        begin_attempt(logger, try_number, (ctx.settings.model_store(ctx.provider.provider_id),))
+        with logger.timed("stage", task=task_id, try_number=try_number):
             yield
     except BatchOpsError as exc:
         if isinstance(exc, RETRYABLE):
@@ -78,6 +83,7 @@ def run_plan(binding: StageBinding, **context: Any) -> dict[str, str]:
     dag_run = context["dag_run"]
     conf_value = (context.get("params") or {}).get("snapshot_date") or (dag_run.conf or {}).get("snapshot_date")
     try:
+        check_run_conf(dag_run.conf)
         snapshot_date, source = resolve_snapshot_date(
             conf_value, str(getattr(dag_run.run_type, "value", dag_run.run_type)),
             context.get("data_interval_end"), context.get("logical_date"), getattr(dag_run, "run_after", None))

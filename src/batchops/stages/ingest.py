@@ -7,6 +7,7 @@ store_rejects records them (line, column, raw text) and validate counts them aga
 from __future__ import annotations
 
 import csv
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 from batchops.artifacts import sha256_of_file, write_json_atomic, write_text_atomic, write_with
 from batchops.config import EntitySpec
 from batchops.duck import scratch_connection
-from batchops.errors import InputDataError
+from batchops.errors import InputDataError, LandingNotReadyError, is_duckdb_error
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier, quote_source_column, string_literal
 
@@ -41,15 +42,17 @@ def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
 
 def read_header(path: Path, spec: EntitySpec) -> list[str]:
     """Source column names from the first line, with the configured delimiter and quote."""
+    with path.open("rb") as handle:
+        first_bytes = handle.readline(1 << 20)  # bytes: a bad byte further down is the reader's business
     try:
-        with path.open("r", encoding="utf-8", newline="") as handle:
-            first_line = handle.readline(1 << 20)
+        first_line = first_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason}); re-export the file as UTF-8") from exc
+        raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason} at byte {exc.start}); "
+                             "re-export the file as UTF-8") from exc
     if not first_line.strip():
         raise InputDataError(f"{path}: the file is empty; expected a header line with columns "
                              f"{[c.source for c in spec.columns.values()]}")
-    header = next(csv.reader([first_line], delimiter=spec.csv.delimiter, quotechar=spec.csv.quote))
+    header = next(csv.reader([first_line.rstrip("\r\n")], delimiter=spec.csv.delimiter, quotechar=spec.csv.quote))
     header = [name.strip() for name in header]
     if len(header) == 1:
         found = [d for d in (",", ";", "\t", "|") if d != spec.csv.delimiter and d in first_line]
@@ -62,7 +65,52 @@ def read_header(path: Path, spec: EntitySpec) -> list[str]:
     return header
 
 
-def _read_csv_sql(spec: EntitySpec, header: list[str]) -> tuple[str, list[str], list[str]]:
+def wait_until_settled(path: Path, settle_seconds: float, ready_marker: str | None) -> os.stat_result:
+    """Refuse a file that is still being uploaded: one modified within settle_seconds is watched that
+    long and must not change. Raises LandingNotReadyError (retryable) otherwise."""
+    hint = (f"the provider writes {ready_marker} when an upload is complete" if ready_marker else
+            "if the provider's uploads are not atomic, ask them to write a marker file and set ready_marker")
+    first = path.stat()
+    age = time.time() - first.st_mtime
+    if age < settle_seconds:
+        time.sleep(settle_seconds - max(age, 0.0))
+        second = path.stat()
+        if (second.st_size, second.st_mtime_ns) != (first.st_size, first.st_mtime_ns):
+            raise LandingNotReadyError(
+                f"{path} is still being written: {first.st_size} -> {second.st_size} bytes within "
+                f"{settle_seconds:g}s. The task retries later; {hint}.")
+        return second
+    return first
+
+
+def assert_unchanged(path: Path, before: os.stat_result) -> None:
+    after = path.stat()
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise LandingNotReadyError(f"{path} changed while it was read ({before.st_size} -> {after.st_size} bytes); "
+                                   "nothing was staged from it. The task retries later.")
+
+
+def check_ready_marker(ctx: RunContext) -> None:
+    marker = ctx.provider.ready_marker
+    if marker and not (ctx.landing_dir / marker).is_file():
+        raise LandingNotReadyError(
+            f"{ctx.landing_dir / marker} is not there yet: provider {ctx.provider.provider_id} writes it when the "
+            f"upload for {ctx.snapshot_date} is complete (ready_marker). The task retries later.")
+
+
+def mixes_line_endings(path: Path) -> bool:
+    """True when the file has both CRLF and bare LF line ends (e.g. two exports concatenated)."""
+    crlf = lf = 0
+    ended_with_cr = False
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            lf += block.count(b"\n")
+            crlf += block.count(b"\r\n") + (ended_with_cr and block.startswith(b"\n"))
+            ended_with_cr = block.endswith(b"\r")
+    return 0 < crlf < lf
+
+
+def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True) -> tuple[str, list[str], list[str]]:
     """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols)."""
     type_of_source = {c.source: DUCKDB_TYPES[c.type] for c in spec.columns.values()}
     column_types = ", ".join(
@@ -79,7 +127,8 @@ def _read_csv_sql(spec: EntitySpec, header: list[str]) -> tuple[str, list[str], 
     sql = (
         f"SELECT {', '.join(select)} FROM read_csv($path, delim = $delim, quote = $quote, escape = $quote, "
         f"header = true, auto_detect = false, columns = {{{column_types}}}, dateformat = $date_format, "
-        f"store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans')"
+        f"store_rejects = true, rejects_table = 'rejects', rejects_scan = 'reject_scans'"
+        f"{'' if strict else ', strict_mode = false'})"
     )
     return sql, missing, [name for name in header if name not in mapped]
 
@@ -114,8 +163,39 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
     return csv_path, summary
 
 
+def _stage_csv(connection, spec: EntitySpec, source: Path, header: list[str], target: Path) -> dict[str, Any]:
+    """COPY the typed SELECT into staging Parquet. Mixed CRLF/LF line ends, which DuckDB's strict parser
+    refuses, are read again in its lenient mode (only then), and the report says so."""
+    parameters = {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote,
+                  "date_format": spec.csv.date_format}
+    notes: dict[str, Any] = {}
+    for strict in (True, False):
+        select_sql, missing, unmapped = _read_csv_sql(spec, header, strict)
+
+        def copy_to(temp: Path, select_sql: str = select_sql) -> None:
+            connection.execute(
+                f"COPY ({select_sql}) TO {string_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd)", parameters)
+
+        try:
+            write_with(target, copy_to)
+            return {"missing": missing, "unmapped": unmapped, **notes}
+        except Exception as exc:
+            if not is_duckdb_error(exc):
+                raise
+            if strict and "invalid state" in str(exc) and mixes_line_endings(source):
+                notes["line_endings"] = "mixed CRLF and LF; read with strict_mode=false"
+                connection.execute("DROP TABLE IF EXISTS rejects; DROP TABLE IF EXISTS reject_scans")
+                continue
+            first_line = str(exc).strip().splitlines()[0]
+            raise InputDataError(
+                f"cannot read {source}: {first_line}. Check that the file matches the provider config "
+                f"(delimiter {spec.csv.delimiter!r}, quote {spec.csv.quote!r}, UTF-8) and re-deliver it.") from exc
+    raise AssertionError("unreachable")
+
+
 def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: ThreadPoolExecutor) -> dict[str, Any]:
     delivered = landing_file(ctx, entity, spec)
+    settled = wait_until_settled(delivered, ctx.provider.landing_settle_seconds, ctx.provider.ready_marker)
     started = time.perf_counter()
     sha_future = hasher.submit(sha256_of_file, delivered)  # hashing overlaps DuckDB's parse
     ocr_summary = None
@@ -123,23 +203,10 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
     if spec.format == "pdf":
         source, ocr_summary = ocr_to_csv(ctx, entity, spec, delivered)
     header = read_header(source, spec)
-    select_sql, missing, unmapped = _read_csv_sql(spec, header)
     target = ctx.staging_dir / f"{entity}.parquet"
     connection = scratch_connection(ctx.settings)
     try:
-        def copy_to(temp: Path) -> None:
-            connection.execute(
-                f"COPY ({select_sql}) TO {string_literal(str(temp))} (FORMAT parquet, COMPRESSION zstd)",
-                {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote,
-                 "date_format": spec.csv.date_format},
-            )
-
-        try:
-            write_with(target, copy_to)
-        except Exception as exc:  # duckdb.Error subclasses; keep duckdb import lazy
-            if type(exc).__module__.startswith("duckdb"):
-                raise InputDataError(f"{entity}: cannot read {source}: {exc}") from exc
-            raise
+        staged = _stage_csv(connection, spec, source, header, target)
         rows = connection.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(target)}).fetchone()[0]
         reject_rows = connection.execute(
             "SELECT count(DISTINCT line), count(*) FROM rejects").fetchone()
@@ -151,11 +218,14 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
             "ORDER BY line LIMIT $n", {"n": REJECT_SAMPLES}).fetchall()]
     finally:
         connection.close()
+    sha256 = sha_future.result()
+    assert_unchanged(delivered, settled)  # the staged rows and the sha256 describe one version of the file
     return {
-        "file": str(delivered), "bytes": delivered.stat().st_size, "sha256": sha_future.result(), "ocr": ocr_summary,
+        "file": str(delivered), "bytes": settled.st_size, "sha256": sha256, "ocr": ocr_summary,
         "rows": rows, "rejected_rows": reject_rows[0], "rejected_values": reject_rows[1],
         "rejects_by_column": by_column, "reject_samples": samples,
-        "missing_columns": missing, "unmapped_source_columns": unmapped,
+        "missing_columns": staged["missing"], "unmapped_source_columns": staged["unmapped"],
+        "line_endings": staged.get("line_endings", "consistent"),
         "staging": str(target), "seconds": round(time.perf_counter() - started, 3),
     }
 
@@ -165,11 +235,15 @@ def ingest(ctx: RunContext) -> dict[str, Any]:
     log = ctx.logger("ingest")
     report: dict[str, Any] = {"provider": ctx.provider.provider_id, "snapshot_date": ctx.snapshot_date.isoformat(),
                               "entities": {}}
+    check_ready_marker(ctx)
     with ThreadPoolExecutor(max_workers=1) as hasher:
         for entity, spec in ctx.provider.entities.items():
             with log.timed("ingest_entity", entity=entity) as logged:
                 result = ingest_entity(ctx, entity, spec, hasher)
                 logged.update(rows=result["rows"], rejected_rows=result["rejected_rows"], bytes=result["bytes"])
+            if result["line_endings"] != "consistent":
+                log.event("mixed_line_endings", level="WARNING", entity=entity, file=result["file"],
+                          detail=result["line_endings"])
             report["entities"][entity] = result
     write_json_atomic(ctx.run_dir / "ingest_report.json", report)
     return report

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchops.errors import WarehouseError
+from batchops.errors import WarehouseError, is_duckdb_error
+from batchops.faults import crash_point
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import quote_identifier
@@ -31,7 +32,7 @@ def load(ctx: RunContext) -> dict[str, Any]:
                 try:
                     run_sql_file(warehouse, ctx.settings.sql_dir, "load_entity.sql", parameters, {"table": table})
                 except Exception as exc:
-                    if type(exc).__module__.startswith("duckdb"):
+                    if is_duckdb_error(exc):
                         raise WarehouseError(
                             f"loading {entity} into {warehouse.path} failed: {exc}. If the provider config "
                             "changed the entity's columns, migrate the table or use a new entity name.") from exc
@@ -44,5 +45,6 @@ def load(ctx: RunContext) -> dict[str, Any]:
                 run_sql_file(warehouse, ctx.settings.sql_dir, "load_audit.sql",
                              {**parameters, "entity": entity, "row_count": loaded})
                 counts[entity] = loaded
+                crash_point("load.in_transaction", ctx.dag_id, ctx.run_dir)
         logged.update(rows=counts)
     return {"rows": counts, "load_id": load_id, "warehouse": str(ctx.settings.warehouse_dir)}

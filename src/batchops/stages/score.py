@@ -6,7 +6,6 @@ warehouse rows of (snapshot, model) are replaced in one transaction.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from batchops.artifacts import replace_dir_atomic
 from batchops.duck import scratch_connection
 from batchops.errors import ModelIntegrityError, SanityCheckError
+from batchops.faults import crash_point, fail_once
 from batchops.models import RegisteredModel, check_features_match, latest_approved, load_verified_model
 from batchops.plots import plot_score_histogram
 from batchops.runcontext import RunContext
@@ -22,8 +22,6 @@ from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import string_literal
 from batchops.warehouse import open_warehouse, transaction
 
-# "score" (any DAG) or "<dag_id>.score": make score fail once per run on purpose (resume tests, demos).
-FAIL_SWITCH = "BATCHOPS_FAIL_ONCE"
 CHUNK_ROWS = 250_000
 
 
@@ -48,13 +46,6 @@ def sanity_check(customer_ids, scores, expected_customers: int) -> None:
         raise SanityCheckError("predictions failed sanity checks, nothing was published: " + "; ".join(problems))
 
 
-def _maybe_fail_on_purpose(ctx: RunContext) -> None:
-    marker = ctx.run_dir / ".failed_once_score"
-    if os.environ.get(FAIL_SWITCH) in ("score", f"{ctx.dag_id}.score") and not marker.exists():
-        marker.touch()
-        raise RuntimeError(f"{FAIL_SWITCH}=score: failing once on purpose; clear this task to resume")
-
-
 def _predict(model, features_frame, feature_columns: list[str]):
     scores = np.empty(len(features_frame), dtype="float64")
     for start in range(0, len(features_frame), CHUNK_ROWS):
@@ -63,10 +54,11 @@ def _predict(model, features_frame, feature_columns: list[str]):
     return scores
 
 
-def _write_predictions(connection, frame, folder: Path) -> None:
+def _write_predictions(connection, frame, folder: Path, between_files=lambda: None) -> None:
     """Parquet and CSV; ids that start like a formula (=, +, -, @) get a leading ' in the CSV only."""
     connection.register("scored", frame)
     connection.execute(f"COPY scored TO {string_literal(str(folder / 'predictions.parquet'))} (FORMAT parquet)")
+    between_files()
     connection.execute(
         "COPY (SELECT CASE WHEN regexp_matches(customer_id, '^[=+\\-@\\t\\r]') THEN '''' || customer_id "
         "ELSE customer_id END AS customer_id, score, snapshot_date, model_id FROM scored) "
@@ -88,7 +80,7 @@ def score(ctx: RunContext) -> dict[str, Any]:
     import pandas as pd
 
     log = ctx.logger("score")
-    _maybe_fail_on_purpose(ctx)
+    fail_once("score", ctx.dag_id, ctx.run_dir)
     registered = resolve_model(ctx)
     model = load_verified_model(ctx.settings, ctx.provider.provider_id, registered)
     check_features_match(model, registered.model_id, registered.features)
@@ -112,7 +104,9 @@ def score(ctx: RunContext) -> dict[str, Any]:
                                     "snapshot_date": ctx.snapshot_date, "model_id": registered.model_id})
         scratch = scratch_connection(ctx.settings)
         try:
-            replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(scratch, predictions, folder))
+            replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(
+                scratch, predictions, folder,
+                lambda: crash_point("score.writing_predictions", ctx.dag_id, ctx.run_dir)))
         finally:
             scratch.close()
         plot_score_histogram(scores, ctx.run_dir / "score_histogram.png", title=f"scores {snapshot}")

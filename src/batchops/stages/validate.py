@@ -68,6 +68,18 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
     return metrics
 
 
+def _rejects_detail(ingest_result: dict[str, Any]) -> str:
+    """Where the unparsable rows are, so the person fixing the file knows which line to look at."""
+    if not ingest_result["rejected_rows"]:
+        return ""
+    first = ingest_result["reject_samples"][0]
+    where = f"line {first['line']}" + (f", column {first['column']}" if first["column"] else "")
+    by_kind = "; ".join(f"{k}: {v}" for k, v in ingest_result["rejects_by_column"].items())
+    return (f"{ingest_result['rejected_rows']} row(s) of {ingest_result['file']} could not be parsed ({by_kind}); "
+            f"first at {where}: {first['error_type']} in {first['raw'][:60]!r}. Fix the file, or raise "
+            "dq.max_invalid to accept them")
+
+
 def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any],
                   ingest_result: dict[str, Any]) -> list[dict[str, Any]]:
     spec = provider.entities[entity]
@@ -87,8 +99,7 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
     total = rows + ingest_result["rejected_rows"]
     rejected_share = ingest_result["rejected_rows"] / total if total else 0.0
     checks.append(_check(entity, None, "parse_errors", "rejected_row_fraction", max_invalid, round(rejected_share, 6),
-                         rejected_share <= max_invalid,
-                         "; ".join(f"{k}: {v}" for k, v in ingest_result["rejects_by_column"].items())))
+                         rejected_share <= max_invalid, _rejects_detail(ingest_result)))
     for name, column in spec.columns.items():
         if name in missing_columns:
             continue
@@ -170,6 +181,7 @@ def dq_verdict(ctx: RunContext) -> tuple[bool, str]:
     if not failed:
         return True, f"all {len(report['checks'])} checks passed"
     reasons = "; ".join(f"{c['entity']}.{c['column'] or '*'} {c['check']}: observed {c['observed']} vs "
-                        f"threshold {c['threshold']}" for c in failed[:5])
+                        f"threshold {c['threshold']}" + (f" ({c['detail']})" if c["detail"] else "")
+                        for c in failed[:5])
     more = f" (+{len(failed) - 5} more)" if len(failed) > 5 else ""
     return False, f"{len(failed)} DQ check(s) failed: {reasons}{more}"
