@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -46,7 +48,17 @@ def make_drop(settings: Settings, provider_id: str = "provider_a", snapshot: dat
     provider = configs(settings).providers[provider_id]
     scanned = any(entity.format == "pdf" for entity in provider.entities.values())
     history_days = 90 if scanned else generate_data.HISTORY_DAYS  # keep scanned statements a few dozen pages
-    return generate_data.generate(provider, snapshot, customers, seed, settings.data_dir, defect, history_days)
+    files = generate_data.generate(provider, snapshot, customers, seed, settings.data_dir, defect, history_days)
+    for path in files.values():
+        delivered_earlier(path)
+    return files
+
+
+def delivered_earlier(path: Path, seconds_ago: float = 600) -> Path:
+    """Backdate a landing file: ingest watches files modified within landing_settle_seconds for growth."""
+    moment = time.time() - seconds_ago
+    os.utime(path, (moment, moment), follow_symlinks=False)
+    return path
 
 
 def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id: str = "propensity_model",
@@ -54,3 +66,66 @@ def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id
     config_set = configs(settings)
     return RunContext(f"{provider_id}__{pipeline_id}", run_id, config_set.providers[provider_id],
                       config_set.pipelines[pipeline_id], snapshot, settings)
+
+
+# ---------------------------------------------------------------- bad-input catalogue
+# Tests of a bad input take the `bad_input` fixture and record what BatchOps answered. A full run of the
+# suite (plain `pytest`, no -k/-m/paths) writes every case and its outcome to docs/bad_inputs.md.
+BAD_INPUTS_DOC = REPO / "docs" / "bad_inputs.md"
+_bad_input_rows: dict[str, dict] = {}
+
+
+class BadInputCase:
+    def __init__(self, nodeid: str):
+        self.nodeid = nodeid
+
+    def record(self, category: str, case: str, outcome: object, *, kept: str = "earlier data unchanged",
+               home: Path | None = None) -> None:
+        """category: config/data/conf/model/output/OCR/security; outcome: the error or verdict observed."""
+        text = " ".join(str(outcome).split())
+        if home is not None:
+            text = text.replace(str(home), "$BATCHOPS_HOME")
+        text = re.sub(r"/tmp/[^\s'\"]*?/(data|runs|warehouse|include)/", r"$BATCHOPS_HOME/\1/", text)
+        _bad_input_rows[self.nodeid] = {"category": category, "case": case, "outcome": text, "kept": kept}
+
+
+@pytest.fixture
+def bad_input(request) -> BadInputCase:
+    return BadInputCase(request.node.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    row = _bad_input_rows.get(item.nodeid)
+    if row is not None and report.when == "call":
+        row["result"] = "pass" if report.passed else "FAIL"
+
+
+def _whole_suite_ran(config) -> bool:
+    tests_dir = REPO / "tests"
+    args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd().resolve()]
+    return (not config.option.keyword and not config.option.markexpr
+            and all(a in (tests_dir, REPO) for a in args))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _bad_input_rows or not _whole_suite_ran(session.config):
+        return
+    rows = sorted(_bad_input_rows.values(), key=lambda r: (CATEGORY_ORDER.index(r["category"]), r["case"]))
+    lines = ["# Bad inputs tried, and what BatchOps does with them", "",
+             "Written by the test suite (`bash scripts/test.sh`): every row is a test that feeds the input and checks "
+             "the outcome below, that nothing stored earlier changed, and that the other providers are unaffected.",
+             "", f"{len(rows)} cases, {sum(r.get('result') == 'pass' for r in rows)} passing.", "",
+             "| # | category | case | what BatchOps does (message as observed) | earlier data | test |",
+             "|---|---|---|---|---|---|"]
+    for number, row in enumerate(rows, 1):
+        outcome = row["outcome"] if len(row["outcome"]) <= 400 else row["outcome"][:397] + "..."
+        cells = [str(number), row["category"], row["case"], outcome.replace("|", "\\|"), row["kept"],
+                 row.get("result", "not run")]
+        lines.append("| " + " | ".join(cells) + " |")
+    BAD_INPUTS_DOC.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+CATEGORY_ORDER = ["config", "data", "conf", "model", "output", "OCR", "security", "faults"]

@@ -104,27 +104,33 @@ BROKEN_PROVIDERS = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_PROVIDERS))
-def test_broken_provider_file_is_reported_and_others_still_load(project, case):
+def test_broken_provider_file_is_reported_and_others_still_load(project, case, bad_input):
     text, field, reason = BROKEN_PROVIDERS[case]
     broken = write(project.config_dir / "provider_x.yaml", text)
     config_set = load(project)
     issues = config_set.broken_files[str(broken)]
     assert any(field in issue.field and reason in issue.reason for issue in issues), issues
     assert set(config_set.providers) == set(SHIPPED_PROVIDERS)  # the others are untouched
+    bad_input.record("config", f"provider file: {case.replace('_', ' ')}", issues[0], home=project.home,
+                     kept="other providers load; error DAG shows it")
 
 
-def test_two_files_with_the_same_provider_id_keep_the_first(project):
+def test_two_files_with_the_same_provider_id_keep_the_first(project, bad_input):
     copy = write(project.config_dir / "zz_copy.yaml", (project.config_dir / "provider_a.yaml").read_text())
     config_set = load(project)
     assert "already defined in" in config_set.broken_files[str(copy)][0].reason
     assert config_set.provider_files["provider_a"].name == "provider_a.yaml"
+    bad_input.record("config", "two files with the same provider id", config_set.broken_files[str(copy)][0],
+                     home=project.home, kept="the first file keeps working")
 
 
-def test_provider_missing_a_column_the_pipeline_needs_is_refused(project):
+def test_provider_missing_a_column_the_pipeline_needs_is_refused(project, bad_input):
     path = write(project.config_dir / "provider_x.yaml", provider_yaml().replace(
         "      amount: {source: value, type: float}\n", ""))
     issues = load(project).broken_files[str(path)]
     assert any("needs canonical columns ['amount']" in i.reason for i in issues)
+    bad_input.record("config", "provider lacks a column its pipeline needs", issues[0], home=project.home,
+                     kept="other providers load")
 
 
 BROKEN_PIPELINES = {
@@ -138,13 +144,15 @@ BROKEN_PIPELINES = {
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN_PIPELINES))
-def test_broken_pipeline_file_is_reported(project, case):
+def test_broken_pipeline_file_is_reported(project, case, bad_input):
     body, field, reason = BROKEN_PIPELINES[case]
     path = write(project.pipelines_dir / "broken.yaml", f"pipeline_id: broken\n{body}\n")
     config_set = load(project)
     issue = config_set.broken_files[str(path)][0]
     assert field in issue.field and reason in issue.reason, issue
     assert set(config_set.pipelines) == {"propensity_model", "propensity_scoring"}
+    bad_input.record("config", f"pipeline file: {case.replace('_', ' ')}", issue, home=project.home,
+                     kept="other pipelines load")
 
 
 def test_validate_command_exit_codes(project, monkeypatch, capsys):

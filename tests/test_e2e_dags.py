@@ -157,7 +157,7 @@ def test_provider_c_with_a_scanned_pdf_statement_runs_end_to_end(stack):
     assert stack.warehouse_rows("provider_c", "predictions", "2026-02-01") == (200, 200)
 
 
-def test_scoring_without_an_approved_model_fails_clearly(stack):
+def test_scoring_without_an_approved_model_fails_clearly(stack, bad_input):
     pipeline = stack.settings.pipelines_dir / "propensity_scoring.yaml"
     pipeline.write_text(pipeline.read_text().replace("poke_interval_seconds: 60", "poke_interval_seconds: 1")
                         .replace("timeout_seconds: 3600", "timeout_seconds: 3"))
@@ -168,3 +168,6 @@ def test_scoring_without_an_approved_model_fails_clearly(stack):
     summary = (run_dir / "run_summary.md").read_text()
     assert summary.startswith("# Run summary: FAILED") and "| wait_for_model | failed |" in summary
     assert not (run_dir / "predictions").exists()
+    message = output[output.index("no approved model of provider_b"):].split("\n")[0]
+    bad_input.record("model", "no approved model (sensor timeout)", f"wait_for_model fails: {message}",
+                     kept="no predictions written; summary says FAILED")

@@ -117,7 +117,7 @@ def test_scoring_without_an_approved_model_says_which_dag_to_run(project):
         score(ctx)
 
 
-def test_tampered_model_is_refused_and_a_planted_pickle_never_runs(project, tmp_path):
+def test_tampered_model_is_refused_and_a_planted_pickle_never_runs(project, tmp_path, bad_input):
     ctx = prepare(project)
     train(ctx)
     model = find_approved_model(project, "provider_a", "propensity_model", SNAPSHOT)
@@ -130,18 +130,22 @@ def test_tampered_model_is_refused_and_a_planted_pickle_never_runs(project, tmp_
     model.path.write_bytes(pickle.dumps(Exploit()))
     with pytest.raises(ModelIntegrityError, match="sha256"):
         load_verified_model(project, "provider_a", model)
-    with pytest.raises(ModelIntegrityError, match="sha256"):
+    with pytest.raises(ModelIntegrityError, match="sha256") as refused:
         score(ctx)
     assert not marker.exists()
+    bad_input.record("model", "tampered model.pkl (a planted malicious pickle)", refused.value, home=project.home,
+                     kept="the pickle is never unpickled; no predictions written")
 
 
-def test_model_outside_the_store_is_refused(project):
+def test_model_outside_the_store_is_refused(project, bad_input):
     ctx = prepare(project)
     train(ctx)
     model = find_approved_model(project, "provider_a", "propensity_model", SNAPSHOT)
     outside = type(model)(**{**model.__dict__, "path": ctx.run_dir / "model" / "model.pkl"})
-    with pytest.raises(ModelIntegrityError, match="outside the model store"):
+    with pytest.raises(ModelIntegrityError, match="outside the model store") as refused:
         load_verified_model(project, "provider_a", outside)
+    bad_input.record("security", "registry entry pointing outside the model store", refused.value,
+                     home=project.home, kept="never loaded")
 
 
 def test_scoring_twice_keeps_one_row_per_customer(project):
@@ -168,7 +172,7 @@ def test_sanity_checks_refuse_bad_predictions(ids, scores, expected, message):
         sanity_check(ids, np.array(scores, dtype=float), expected)
 
 
-def test_formula_like_ids_do_not_become_spreadsheet_formulas(tmp_path):
+def test_formula_like_ids_do_not_become_spreadsheet_formulas(tmp_path, bad_input):
     frame = pd.DataFrame({"customer_id": ["=cmd|'/c calc'!A1", "+1", "-2", "@x", "C1"], "score": [0.1] * 5,
                           "snapshot_date": date(2026, 2, 1), "model_id": "m"})
     with duckdb.connect() as con:
@@ -176,3 +180,6 @@ def test_formula_like_ids_do_not_become_spreadsheet_formulas(tmp_path):
     csv_ids = pd.read_csv(tmp_path / "predictions.csv", dtype=str)["customer_id"].tolist()
     assert csv_ids == ["'=cmd|'/c calc'!A1", "'+1", "'-2", "'@x", "C1"]
     assert pd.read_parquet(tmp_path / "predictions.parquet")["customer_id"].tolist()[0] == "=cmd|'/c calc'!A1"
+    bad_input.record("output", "customer ids starting with = + - @", f"predictions.csv holds {csv_ids[:4]} "
+                     "(a leading ' keeps spreadsheets from running them); the Parquet keeps the raw id",
+                     kept="ids unchanged in the warehouse and Parquet")

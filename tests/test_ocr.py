@@ -101,17 +101,19 @@ def test_too_many_invalid_cells_writes_no_csv(tmp_path):
     assert not output.exists() and Path(str(output) + ".report.json").exists()
 
 
-def test_corrupt_pdf_is_named(tmp_path):
+def test_corrupt_pdf_is_named(tmp_path, bad_input):
     bad = tmp_path / "bad.pdf"
     bad.write_bytes(b"%PDF-1.4 this is not really a pdf")
-    with pytest.raises(OcrError, match="bad.pdf is not a readable PDF"):
+    with pytest.raises(OcrError, match="bad.pdf is not a readable PDF") as refused:
         pdf_to_table(bad)
+    bad_input.record("OCR", "corrupt PDF", refused.value, home=tmp_path, kept="no CSV written")
 
 
-def test_blank_page_has_no_table(tmp_path, rules):
+def test_blank_page_has_no_table(tmp_path, rules, bad_input):
     blank = render_table_pdf(make_ocr_sample.HEADER, [], tmp_path / "blank.pdf", "", blank_pages=1)
-    with pytest.raises(OcrError, match="no page has the table header"):
+    with pytest.raises(OcrError, match="no page has the table header") as refused:
         pdf_to_table(blank, rules=rules, pages=[2])
+    bad_input.record("OCR", "blank page", refused.value, home=tmp_path, kept="no CSV written")
 
 
 def test_missing_tesseract_names_the_package(tmp_path, monkeypatch):
