@@ -4,6 +4,7 @@ run natively against the machine's PostgreSQL and Redis (`AirflowStack.from_comp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -116,6 +118,7 @@ class AirflowStack:
             **(extra_env or {}),
         })
         self.drop_database: str | None = None
+        self.postgres_port = 5432
         passwords_file = self.env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
         if passwords_file:  # what airflow-init does in the compose file
             Path(passwords_file).parent.mkdir(parents=True, exist_ok=True)
@@ -124,13 +127,15 @@ class AirflowStack:
         self._token: str | None = None
 
     @classmethod
-    def from_compose(cls, root: Path, extra_env: dict[str, str] | None = None) -> AirflowStack:
+    def from_compose(cls, root: Path, extra_env: dict[str, str] | None = None, postgres_port: int = 5432,
+                     redis_port: int = 6379) -> AirflowStack:
         """The CeleryExecutor stack exactly as docker-compose.yaml configures it, with the compose service
-        names mapped to this machine's PostgreSQL/Redis, in a fresh Postgres database."""
-        ensure_local_services()
+        names mapped to this machine's PostgreSQL/Redis (or private ones), in a fresh Postgres database."""
+        if (postgres_port, redis_port) == (5432, 6379):
+            ensure_local_services()
         database = f"batchops_it_{uuid.uuid4().hex[:10]}"
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
-                        f"CREATE DATABASE {database}"], check=True, capture_output=True)
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(postgres_port), "-U", "postgres", "-d", "postgres",
+                        "-c", f"CREATE DATABASE {database}"], check=True, capture_output=True)
         variables = {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "trust-auth-ignores-it",
                      "POSTGRES_DB": database, "REDIS_PASSWORD": "", "AIRFLOW_FERNET_KEY": "",
                      "AIRFLOW_JWT_SECRET": f"jwt-{uuid.uuid4().hex}", "AIRFLOW_API_SECRET_KEY": uuid.uuid4().hex,
@@ -139,34 +144,53 @@ class AirflowStack:
         port = free_port()
         environment = {}
         for key, value in compose_airflow_environment(REPO / "docker-compose.yaml", variables).items():
-            value = (value.replace("@postgres:5432", "@127.0.0.1:5432").replace("@redis:6379", "@127.0.0.1:6379")
+            value = (value.replace("@postgres:5432", f"@127.0.0.1:{postgres_port}")
+                     .replace("@redis:6379", f"@127.0.0.1:{redis_port}")
                      .replace("http://airflow-apiserver:8080", f"http://127.0.0.1:{port}")
                      .replace("/opt/airflow", str(root)))
             environment[key] = value
         stack = cls(root, extra_env, airflow_env=environment, port=port)
         stack.drop_database = database
+        stack.postgres_port = postgres_port
         return stack
 
     # ------------------------------------------------------------ lifecycle
     def start(self, components=("api-server", "scheduler", "dag-processor")) -> AirflowStack:
         self.cli("db", "migrate")
-        logs = self.root / "logs"
-        logs.mkdir(exist_ok=True)
+        (self.root / "logs").mkdir(exist_ok=True)
         for component in components:
-            args = ["airflow", *component.split()]
-            if component == "api-server":
-                args += ["--port", str(self.port)]
-            handle = (logs / f"{component.replace(' ', '_')}.log").open("w")
-            self.processes.append(subprocess.Popen(args, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                                   start_new_session=True))
+            self._launch(component)
         self.started_pids = [p.pid for p in self.processes]
         self.wait_for(lambda: self._health_ok(), 120, "api-server health")
         return self
+
+    def _launch(self, component: str) -> subprocess.Popen:
+        args = ["airflow", *component.split()]
+        if component == "api-server":
+            args += ["--port", str(self.port)]
+        handle = (self.root / "logs" / f"{component.replace(' ', '_')}.log").open("a")
+        process = subprocess.Popen(args, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        process.component = component
+        self.processes.append(process)
+        return process
+
+    def kill(self, component: str) -> int:
+        """kill -9 of the component's main process only (its children, e.g. running tasks, are left)."""
+        process = next(p for p in self.processes if getattr(p, "component", None) == component and p.poll() is None)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        return process.pid
+
+    def restart(self, component: str) -> subprocess.Popen:
+        return self._launch(component)
 
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
+            else:  # killed on purpose: its orphaned children still carry its process group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
         for process in self.processes:
             try:
                 process.wait(timeout=20)
@@ -174,8 +198,9 @@ class AirflowStack:
                 os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
         if self.drop_database:
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
-                            f"DROP DATABASE IF EXISTS {self.drop_database} WITH (FORCE)"], capture_output=True)
+            subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.postgres_port), "-U", "postgres", "-d",
+                            "postgres", "-c", f"DROP DATABASE IF EXISTS {self.drop_database} WITH (FORCE)"],
+                           capture_output=True)
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.processes if p.poll() is None]
@@ -242,7 +267,74 @@ class AirflowStack:
             return state if state in ("success", "failed") else None
         return self.wait_for(finished, timeout, f"run {run_id} of {dag_id}", interval=2)
 
+    def trigger(self, dag_id: str, conf: dict) -> str:
+        created = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        return created["dag_run_id"]
+
+    def clear_failed(self, dag_id: str, run_id: str) -> set[str]:
+        cleared = self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances",
+                               {"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True})
+        return {ti["task_id"] for ti in cleared["task_instances"]}
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         quoted = urllib.request.quote(run_id, safe="")
         instances = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")["task_instances"]
         return {ti["task_id"]: ti["state"] for ti in instances}
+
+
+class PrivateServices:
+    """A PostgreSQL cluster and a Redis server of the test's own, on free ports, so a test can restart
+    them under a running stack without touching the machine's shared services. PostgreSQL refuses to
+    run as root, so the cluster runs as the `postgres` OS user when the tests run as root."""
+
+    def __init__(self):
+        # Under /tmp itself: pytest's own temp folders are private to root, out of the postgres user's reach.
+        self.root = Path(tempfile.mkdtemp(prefix="batchops-services-"))
+        self.postgres_port, self.redis_port = free_port(), free_port()
+        self.pgdata = self.root / "pgdata"
+        self.redis: subprocess.Popen | None = None
+
+    def _as_postgres(self, *args: str) -> subprocess.CompletedProcess:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120, check=True)
+
+    @staticmethod
+    def _pg_bin(name: str) -> str:
+        found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+        return str(found[-1]) if found else name
+
+    def start(self) -> PrivateServices:
+        os.chmod(self.root, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+        self._as_postgres(self._pg_bin("initdb"), "-D", str(self.pgdata), "-A", "trust", "-U", "postgres")
+        self.start_postgres()
+        self.start_redis()
+        return self
+
+    def start_postgres(self) -> None:
+        self._as_postgres(self._pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.root / "postgres.log"),
+                          "-o", f"-p {self.postgres_port} -k {self.root} -c listen_addresses=127.0.0.1", "-w", "start")
+
+    def crash_postgres(self) -> None:
+        """What a killed database container does: immediate shutdown, no checkpoint."""
+        self._as_postgres(self._pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
+
+    def start_redis(self) -> None:
+        self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        AirflowStack.wait_for(lambda: port_open(self.redis_port), 30, "redis")
+
+    def crash_redis(self) -> None:
+        assert self.redis is not None
+        self.redis.kill()
+        self.redis.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.kill()
+        if self.pgdata.exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self._as_postgres(self._pg_bin("pg_ctl"), "-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

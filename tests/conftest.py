@@ -72,7 +72,7 @@ def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id
 # Tests of a bad input take the `bad_input` fixture and record what BatchOps answered. A full run of the
 # suite (plain `pytest`, no -k/-m/paths) writes every case and its outcome to docs/bad_inputs.md.
 BAD_INPUTS_DOC = REPO / "docs" / "bad_inputs.md"
-_bad_input_rows: dict[str, dict] = {}
+_bad_input_rows: dict[tuple[str, str], dict] = {}
 
 
 class BadInputCase:
@@ -86,7 +86,7 @@ class BadInputCase:
         if home is not None:
             text = text.replace(str(home), "$BATCHOPS_HOME")
         text = re.sub(r"/tmp/[^\s'\"]*?/(data|runs|warehouse|include)/", r"$BATCHOPS_HOME/\1/", text)
-        _bad_input_rows[self.nodeid] = {"category": category, "case": case, "outcome": text, "kept": kept}
+        _bad_input_rows[(self.nodeid, case)] = {"category": category, "case": case, "outcome": text, "kept": kept}
 
 
 @pytest.fixture
@@ -98,9 +98,10 @@ def bad_input(request) -> BadInputCase:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    row = _bad_input_rows.get(item.nodeid)
-    if row is not None and report.when == "call":
-        row["result"] = "pass" if report.passed else "FAIL"
+    if report.when == "call":
+        for (nodeid, _), row in _bad_input_rows.items():
+            if nodeid == item.nodeid:
+                row["result"] = "pass" if report.passed else "FAIL"
 
 
 def _whole_suite_ran(config) -> bool:

@@ -117,3 +117,35 @@ def test_dockerfile_paths_exist():
         if line.startswith("COPY"):
             for source in line.split()[2:-1]:
                 assert (REPO / source).exists(), source
+
+
+def test_image_runs_unprivileged_and_bakes_in_no_secret():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", dockerfile, re.MULTILINE)
+    assert users[-1] == "50000", users  # the airflow user of the base image, never root at run time
+    baked = re.findall(r"^(?:ENV|ARG)\s+(.*)$", dockerfile, re.MULTILINE)
+    assert not [line for line in baked if re.search(r"SECRET|PASSWORD|FERNET|TOKEN|KEY", line, re.IGNORECASE)], baked
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".env", "data", "runs", "warehouse", ".venv"} <= set(ignored)
+
+
+SECRET_PATTERNS = {
+    "Fernet key": re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])"),
+    "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    "credential in a URL": re.compile(r"://[A-Za-z0-9_.-]+:(?!\$\{)[^@\s/:]{4,}@"),
+    "secret assignment": re.compile(r"(?i)(secret|password|fernet_key|token)[A-Za-z_]*[\"']?\s*[:=]\s*[\"']?(?!\$|change-me|\{|<|/)"
+                                    r"[A-Za-z0-9+/_-]{16,}"),
+}
+
+
+def test_no_credential_is_committed():
+    """Every tracked file outside tests/ (whose throwaway stacks use obvious test values) is clean."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    findings = []
+    for name in tracked:
+        path = REPO / name
+        if name.startswith("tests/") or not path.is_file() or path.suffix in (".png", ".pdf", ".pkl", ".parquet"):
+            continue
+        text = path.read_text(errors="ignore")
+        findings += [f"{name}: {label}" for label, pattern in SECRET_PATTERNS.items() if pattern.search(text)]
+    assert findings == []

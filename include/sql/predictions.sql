@@ -1,4 +1,6 @@
--- predictions: one row per (customer_id, snapshot_date, model_id); a re-run replaces its own rows.
+-- predictions: one row per (customer_id, snapshot_date). Scoring a snapshot again (a re-run, a second run
+-- of the same snapshot, or the scoring pipeline) replaces its rows, whichever model scored them before;
+-- each run's own predictions stay in its run folder.
 CREATE TABLE IF NOT EXISTS predictions (
     customer_id    VARCHAR,
     score          DOUBLE,
@@ -7,7 +9,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     run_id         VARCHAR
 );
 
-DELETE FROM predictions WHERE snapshot_date = CAST($snapshot_date AS DATE) AND model_id = $model_id;
+DELETE FROM predictions WHERE snapshot_date = CAST($snapshot_date AS DATE);
 
 INSERT INTO predictions BY NAME
     SELECT customer_id, score, snapshot_date, model_id, $run_id AS run_id

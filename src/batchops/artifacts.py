@@ -47,7 +47,7 @@ def run_dir_for(runs_root: Path, dag_id: str, run_id: str) -> Path:
     return path
 
 
-def _explain_os_error(path: Path, exc: OSError) -> ArtifactWriteError:
+def explain_os_error(path: Path, exc: OSError) -> ArtifactWriteError:
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full; free space and clear the task to re-run it"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -66,7 +66,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
                                               dir=target.parent)
         os.close(handle)
     except OSError as exc:
-        raise _explain_os_error(target, exc) from exc
+        raise explain_os_error(target, exc) from exc
     temp = Path(temp_name)
     try:
         yield temp
@@ -74,7 +74,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(temp, target)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        raise _explain_os_error(target, exc) from exc
+        raise explain_os_error(target, exc) from exc
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -122,7 +122,7 @@ def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
             os.replace(staging, target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise _explain_os_error(target, exc) from exc
+        raise explain_os_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

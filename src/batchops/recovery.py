@@ -16,7 +16,8 @@ from pathlib import Path
 
 from batchops.runlog import HOST, RunLogger, read_events
 
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}(\.part)?$")
+# (DuckDB's COPY writes its own `tmp_` file next to the path it is given.)
+_LEFTOVER = re.compile(r"^(tmp_)?\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}(\.part)?$")
 _RETIRED = re.compile(r"^\.(?P<name>.+)\.old$")
 FOREIGN_LEFTOVER_AGE_SECONDS = 24 * 3600  # another host's temp entries: its process cannot be asked
 
@@ -76,23 +77,25 @@ def remove_leftovers(roots: list[Path]) -> list[str]:
 
 
 def begin_attempt(logger: RunLogger, try_number: int, extra_roots: tuple[Path, ...] = ()) -> None:
-    """Log an earlier attempt of this task that never finished, then clean up after it."""
-    attempts = [e for e in read_events(logger.path)
-                if e.get("stage") == logger.stage and e.get("event") in ("stage_started", "stage_finished",
-                                                                         "stage_failed")]
-    if attempts and attempts[-1]["event"] == "stage_started":
-        last = attempts[-1]
+    """Log an earlier attempt of this task that never finished, then clean up after it.
+
+    Every attempt ends with a `*_finished` or `*_failed` event (the timed blocks log them, also on
+    errors); one whose last event is anything else was killed, or is still running elsewhere."""
+    own = [e for e in read_events(logger.path) if e.get("stage") == logger.stage
+           and e.get("event") not in ("previous_attempt_interrupted", "duplicate_execution", "leftovers_cleaned")]
+    if own and not own[-1]["event"].endswith(("_finished", "_failed")):
+        last = own[-1]
+        started = next((e for e in reversed(own) if e["event"] == "stage_started"), own[0])
         pid, host = last.get("pid"), last.get("host")
-        if host == HOST and isinstance(pid, int) and _process_alive(pid) \
-                and pid != os.getpid():
-            logger.event("duplicate_execution", level="WARNING", earlier_try=last.get("try_number"), earlier_pid=pid,
-                         detail="another attempt of this task is still running; the warehouse lock and atomic "
-                                "writes keep the two from mixing their results")
+        if host == HOST and isinstance(pid, int) and pid != os.getpid() and _process_alive(pid):
+            logger.event("duplicate_execution", level="WARNING", earlier_try=started.get("try_number"),
+                         earlier_pid=pid, detail="another attempt of this task is still running; the warehouse lock "
+                                                 "and atomic writes keep the two from mixing their results")
         else:
-            logger.event("previous_attempt_interrupted", level="WARNING", earlier_try=last.get("try_number"),
-                         earlier_pid=pid, earlier_host=host, started=last.get("ts"),
-                         detail="that attempt started and never finished: its process was killed (kill -9, out "
-                                "of memory, lost worker). Nothing it wrote was published; this attempt redoes it.")
+            logger.event("previous_attempt_interrupted", level="WARNING", earlier_try=started.get("try_number"),
+                         earlier_pid=pid, earlier_host=host, last_event=last["event"], at=last.get("ts"),
+                         detail="that attempt never finished: its process was killed (kill -9, out of memory, "
+                                "lost worker). Nothing it wrote was published; this attempt redoes it.")
     cleaned = remove_leftovers([logger.path.parent, *extra_roots])
     if cleaned:
         logger.event("leftovers_cleaned", level="WARNING", try_number=try_number, actions=cleaned)

@@ -9,10 +9,12 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from batchops.errors import BatchOpsError
 
 _python_log = logging.getLogger("batchops")
 # The short host name, as in temp-file names (recovery.owner_tag): tells a killed attempt from a running one.
@@ -31,12 +33,20 @@ class RunLogger:
                   "stage": self.stage, "event": event, "host": HOST, "pid": os.getpid(), **fields}
         line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         _python_log.log(logging.getLevelName(level), "%s %s %s", self.stage, event, fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(descriptor, line)
-        finally:
-            os.close(descriptor)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                size = os.fstat(descriptor).st_size
+                if size and os.pread(descriptor, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a killed writer left a torn line: do not glue this event onto it
+                os.write(descriptor, line)
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            from batchops.artifacts import explain_os_error
+
+            raise explain_os_error(self.path, exc) from exc
 
     @contextmanager
     def timed(self, event: str, **fields: Any) -> Iterator[dict[str, Any]]:
@@ -47,8 +57,9 @@ class RunLogger:
         try:
             yield result
         except BaseException as exc:
-            self.event(f"{event}_failed", level="ERROR", seconds=round(time.perf_counter() - started, 3),
-                       error=f"{type(exc).__name__}: {exc}", **fields)
+            with suppress(BatchOpsError):  # e.g. a full disk: the original error is the one to report
+                self.event(f"{event}_failed", level="ERROR", seconds=round(time.perf_counter() - started, 3),
+                           error=f"{type(exc).__name__}: {exc}", **fields)
             raise
         self.event(f"{event}_finished", seconds=round(time.perf_counter() - started, 3), **{**fields, **result})
 

@@ -16,12 +16,16 @@ from typing import Any
 from batchops.artifacts import sha256_of_file, write_json_atomic, write_text_atomic, write_with
 from batchops.config import EntitySpec
 from batchops.duck import scratch_connection
-from batchops.errors import InputDataError, LandingNotReadyError, is_duckdb_error
+from batchops.errors import ArtifactWriteError, InputDataError, LandingNotReadyError, is_duckdb_error
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier, quote_source_column, string_literal
 
 DUCKDB_TYPES = {"string": "VARCHAR", "integer": "BIGINT", "float": "DOUBLE", "date": "DATE", "boolean": "BOOLEAN"}
 REJECT_SAMPLES = 20
+# DuckDB reports a failed write inside its own error text; these are not the input's fault.
+WRITE_FAILURES = {"No space left": "the disk is full; free space",
+                  "Permission denied": "the folder is not writable by this user; fix its permissions",
+                  "Read-only file system": "the folder is on a read-only file system; make it writable"}
 
 
 def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
@@ -182,6 +186,10 @@ def _stage_csv(connection, spec: EntitySpec, source: Path, header: list[str], ta
         except Exception as exc:
             if not is_duckdb_error(exc):
                 raise
+            cause = next((hint for sign, hint in WRITE_FAILURES.items() if sign in str(exc)), None)
+            if cause:
+                raise ArtifactWriteError(f"cannot write {target}: {cause}, then clear the task to re-run it. "
+                                         "Earlier artifacts were left as they were.") from exc
             if strict and "invalid state" in str(exc) and mixes_line_endings(source):
                 notes["line_endings"] = "mixed CRLF and LF; read with strict_mode=false"
                 connection.execute("DROP TABLE IF EXISTS rejects; DROP TABLE IF EXISTS reject_scans")

@@ -114,8 +114,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
             run_sql_file(warehouse, ctx.settings.sql_dir, "predictions.sql", {
                 "snapshot_date": snapshot, "model_id": registered.model_id, "run_id": ctx.run_id,
                 "predictions_path": str(ctx.run_dir / "predictions" / "predictions.parquet")})
-            stored = warehouse.execute("SELECT count(*) FROM predictions WHERE snapshot_date = CAST($d AS DATE) "
-                                       "AND model_id = $m", {"d": snapshot, "m": registered.model_id}).fetchone()[0]
+            stored = warehouse.execute("SELECT count(*) FROM predictions WHERE snapshot_date = CAST($d AS DATE)",
+                                       {"d": snapshot}).fetchone()[0]
             if stored != len(predictions):
                 raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
         stats = {"rows": len(predictions), "model_id": registered.model_id, "mean_score": float(scores.mean()),

@@ -1,0 +1,67 @@
+"""Run by test_disk_faults.py inside a private mount namespace (`unshare --user --map-root-user --mount`):
+runs/ becomes a small tmpfs that is first filled up, then made read-only, while stages write to it.
+
+Prints one JSON object: what each stage raised and whether the earlier artifacts survived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from batchops.errors import BatchOpsError  # noqa: E402
+from batchops.settings import Settings  # noqa: E402
+from batchops.stages.ingest import ingest  # noqa: E402
+from batchops.stages.validate import validate  # noqa: E402
+
+from conftest import make_drop, run_context  # noqa: E402
+
+
+def artifacts(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def attempt(stage, ctx) -> str:
+    try:
+        stage(ctx)
+    except BatchOpsError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def main(home: Path) -> None:
+    settings = Settings.from_env(default_home=home, env={})
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(settings.runs_dir)], check=True)
+    make_drop(settings, "provider_a", customers=300)
+    ctx = run_context(settings)
+    ingest(ctx)
+    validate(ctx)
+    before = artifacts(ctx.run_dir)
+
+    filler = settings.runs_dir / "filler"
+    try:  # fill the disk to the last block
+        with filler.open("wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+    except OSError:
+        pass
+    full = {"ingest": attempt(ingest, ctx), "validate": attempt(validate, ctx)}
+    after_full = artifacts(ctx.run_dir)
+    filler.unlink()
+
+    subprocess.run(["mount", "-o", "remount,ro", str(settings.runs_dir)], check=True)
+    read_only = {"validate": attempt(validate, ctx)}
+    after_read_only = artifacts(ctx.run_dir)
+    print(json.dumps({"before": before, "full": full, "after_full": after_full, "read_only": read_only,
+                      "after_read_only": after_read_only}))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

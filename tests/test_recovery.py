@@ -1,0 +1,106 @@
+"""Recovery after a killed attempt, without Airflow: crash points really SIGKILL the process, the
+warehouse keeps only committed work, and the next attempt logs what happened and removes the dead
+attempt's temp files (and only those)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+
+from batchops.artifacts import write_json_atomic
+from batchops.recovery import begin_attempt, owner_tag, remove_leftovers
+from batchops.runlog import HOST, RunLogger, read_events
+from batchops.stages.ingest import ingest
+from batchops.stages.load import load
+from batchops.stages.validate import validate
+from batchops.warehouse import warehouse_path
+
+from conftest import REPO, make_drop, run_context
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_only_a_dead_process_s_temp_files_are_removed_and_a_cut_swap_is_undone(tmp_path):
+    dead = dead_pid()
+    stale_file = tmp_path / f".metrics.json.{HOST}-{dead}.abcd1234.part"
+    stale_dir = tmp_path / "sub" / f".predictions.{HOST}-{dead}.zz_99xyz"
+    duckdb_temp = tmp_path / f"tmp_.customers.parquet.{HOST}-{dead}.q1w2e3r4.part"
+    live_file = tmp_path / f".dq_report.json.{owner_tag()}.abcd1234.part"
+    retired = tmp_path / ".model.old"  # a swap cut between its two renames: model/ is gone
+    for path in (stale_file, duckdb_temp, live_file):
+        path.write_text("partial")
+    stale_dir.mkdir(parents=True)
+    retired.mkdir()
+    (retired / "model.pkl").write_bytes(b"previous model")
+    done = remove_leftovers([tmp_path])
+    assert not stale_file.exists() and not stale_dir.exists() and not duckdb_temp.exists()
+    assert live_file.exists()  # this process is alive: maybe still writing it
+    assert (tmp_path / "model" / "model.pkl").read_bytes() == b"previous model" and not retired.exists()
+    assert len(done) == 4
+
+
+def test_next_attempt_logs_the_interrupted_one(tmp_path):
+    log = tmp_path / "logs.jsonl"
+    killed = RunLogger(log, "load")
+    killed.event("stage_started", try_number=1)
+    lines = log.read_text().replace(f'"pid": {os.getpid()}', f'"pid": {dead_pid()}')
+    log.write_text(lines + '{"torn line')  # what kill -9 in the middle of a write leaves
+    begin_attempt(RunLogger(log, "load"), 2)
+    events = read_events(log)
+    assert events[-1]["event"] == "previous_attempt_interrupted" and events[-1]["earlier_try"] == 1
+
+
+def test_crash_point_kills_with_sigkill_once_per_run(tmp_path):
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from batchops.faults import crash_point
+        crash_point("load.in_transaction", "dag_x", Path({str(tmp_path)!r}))
+        print("survived")
+    """)
+    env = {**os.environ, "BATCHOPS_CRASH_AT": "dag_x.load.in_transaction"}
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert first.returncode == -signal.SIGKILL and "survived" not in first.stdout
+    assert second.returncode == 0 and "survived" in second.stdout
+
+
+def test_load_killed_inside_its_transaction_leaves_the_warehouse_as_before(project, bad_input):
+    make_drop(project)
+    ctx = run_context(project)
+    ingest(ctx)
+    assert validate(ctx)["passed"]
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from batchops.settings import Settings
+        from batchops.stages.load import load
+        from conftest import run_context
+        load(run_context(Settings.from_env(default_home=__import__("pathlib").Path({str(project.home)!r}), env={{}})))
+    """)
+    env = {**os.environ, "BATCHOPS_CRASH_AT": "load.in_transaction"}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with duckdb.connect(str(warehouse_path(project, "provider_a")), read_only=True) as con:
+        # not even the CREATE TABLE of the first load was committed
+        assert con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0] == 0
+    write_json_atomic(ctx.run_dir / "unrelated.json", {"ok": True})  # a live writer's files are untouched
+    begin_attempt(ctx.logger("load"), 2)
+    rows = load(ctx)["rows"]
+    with duckdb.connect(str(warehouse_path(project, "provider_a")), read_only=True) as con:
+        stored = {table: con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table}").fetchone()
+                  for table, key in (("customers", "customer_id"), ("transactions", "transaction_id"))}
+    assert stored == {table: (count, count) for table, count in rows.items()}
+    load_events = [e["event"] for e in read_events(ctx.run_dir / "logs.jsonl") if e["stage"] == "load"]
+    assert load_events[:2] == ["load_started", "previous_attempt_interrupted"], load_events
+    bad_input.record("faults", "kill -9 of load inside its transaction (stage level)",
+                     f"nothing committed; the next attempt logs previous_attempt_interrupted and loads {rows}",
+                     kept="warehouse exactly as a clean load")
