@@ -15,7 +15,7 @@ from airflow_stack import AirflowStack
 from batchops.artifacts import run_dir_for
 from batchops.runlog import read_events
 
-from conftest import make_drop
+from conftest import configs, make_drop
 
 PROVIDERS = ("provider_a", "provider_b", "provider_c", "provider_d")
 SNAPSHOTS = (date(2026, 2, 1), date(2026, 2, 8))
@@ -67,11 +67,12 @@ def wait_all(stack: AirflowStack, runs: list[tuple[str, str, date]], timeout: fl
 
 def expected_rows(stack: AirflowStack, provider: str, snapshot: date, dag_id: str, run_id: str) -> dict[str, int]:
     """Rows delivered: data lines of each CSV; for a scanned PDF, the rows its OCR produced."""
-    folder = stack.settings.data_dir / provider / snapshot.isoformat()
+    spec = configs(stack.settings).providers[provider]
+    folder = spec.landing_dir(stack.settings.data_dir, snapshot)
     counts = {}
     for entity in ("customers", "transactions"):
-        csv_file = folder / f"{entity}.csv"
-        if not csv_file.exists():
+        csv_file = folder / spec.entities[entity].file
+        if spec.entities[entity].format == "pdf":
             csv_file = run_dir_for(stack.settings.runs_dir, dag_id, run_id) / "ocr" / f"{entity}.csv"
         with csv_file.open("rb") as handle:
             counts[entity] = sum(1 for _ in handle) - 1
@@ -88,7 +89,8 @@ def warehouse_facts(stack: AirflowStack, provider: str, snapshot: date) -> dict[
             "transactions": one("SELECT count(*), count(DISTINCT transaction_id) FROM transactions "
                                 "WHERE snapshot_date = ?"),
             "features": one("SELECT count(*), count(DISTINCT (customer_id, snapshot_date, purpose)), "
-                            "count(DISTINCT snapshot_date) FROM features WHERE source_snapshot = ?"),
+                            "count(DISTINCT snapshot_date), count(*) FILTER (WHERE purpose = 'score') "
+                            "FROM features WHERE source_snapshot = ?"),
             "predictions": one("SELECT count(*), count(DISTINCT customer_id) FROM predictions WHERE snapshot_date = ?"),
         }
 
@@ -130,8 +132,9 @@ def run_and_check(stack: AirflowStack) -> dict:
         customers = expected["customers"]
         assert facts["customers"] == (customers, customers), (dag_id, snapshot, facts)
         assert facts["transactions"] == (expected["transactions"],) * 2, (dag_id, snapshot, facts, expected)
-        rows, distinct, as_of_dates = facts["features"]
-        assert rows == distinct == as_of_dates * customers and as_of_dates == 3, (dag_id, snapshot, facts)
+        rows, distinct, as_of_dates, scored = facts["features"]
+        # every customer at the snapshot; at the two training dates, those who had signed up by then
+        assert rows == distinct and as_of_dates == 3 and scored == customers, (dag_id, snapshot, facts)
         assert facts["predictions"] == (customers, customers), (dag_id, snapshot, facts)
     errors = lock_errors(stack)
     assert errors == [], errors

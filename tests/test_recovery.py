@@ -104,3 +104,42 @@ def test_load_killed_inside_its_transaction_leaves_the_warehouse_as_before(proje
     bad_input.record("faults", "kill -9 of load inside its transaction (stage level)",
                      f"nothing committed; the next attempt logs previous_attempt_interrupted and loads {rows}",
                      kept="warehouse exactly as a clean load")
+
+
+def test_every_stage_tolerates_a_duplicate_execution(project, bad_input):
+    """At-least-once delivery (a Celery task re-sent after a scheduler crash): the same run's whole
+    chain executed twice at the same time leaves exactly the rows and artifacts of one execution."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from batchops.stages.features import build_features
+    from batchops.stages.score import score
+    from batchops.stages.train import train
+
+    make_drop(project, customers=500)
+    ctx = run_context(project)
+
+    def chain(_):
+        ingest(ctx)
+        validate(ctx)
+        load(ctx)
+        build_features(ctx)
+        model = train(ctx)["model_id"]
+        return model, score(ctx)["rows"]
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(chain, range(2)))
+    assert outcomes[0] == outcomes[1] and outcomes[0][1] == 500
+    with duckdb.connect(str(warehouse_path(project, "provider_a")), read_only=True) as con:
+        def one(sql):
+            return con.execute(sql).fetchone()
+
+        assert one("SELECT count(*), count(DISTINCT customer_id) FROM customers") == (500, 500)
+        assert one("SELECT count(*) = count(DISTINCT transaction_id) FROM transactions") == (True,)
+        assert one("SELECT count(*) = count(DISTINCT (customer_id, snapshot_date, purpose)) FROM features") == (True,)
+        assert one("SELECT count(*), count(DISTINCT customer_id) FROM predictions") == (500, 500)
+        assert one("SELECT count(*) FROM model_registry") == (1,)  # the same run's model, registered once
+        assert one("SELECT count(*) FROM load_audit") == (2,)  # one audit row per entity, not per execution
+    assert [p.name for p in ctx.run_dir.rglob(".*") if ".part" in p.name or ".predictions." in p.name] == []
+    bad_input.record("faults", "the same run's tasks executed twice at once (at-least-once delivery)",
+                     f"both executions finish with the same model and {outcomes[0][1]} predictions",
+                     kept="one row per key in every table; one registry entry")
