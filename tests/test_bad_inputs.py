@@ -478,3 +478,13 @@ def test_parse_snapshot_date_accepts_the_documented_form():
     """The conf cases above must fail for their reason, not because every date is refused."""
     assert parse_snapshot_date("2026-02-01") == date(2026, 2, 1)
     check_run_conf({"snapshot_date": "2026-02-01"})
+
+
+def test_corrupt_scanned_statement_fails_ingest_and_names_the_file(home, bad_input):
+    files = make_drop(home, "provider_c", BAD_SNAPSHOT, customers=30)
+    deliver(files["transactions"], b"%PDF-1.4\n% truncated upload, no pages\n")
+    before = fingerprint(home)
+    outcome = attempt(home, "provider_c")
+    assert fingerprint(home) == before
+    assert "OCR of" in outcome and "statement.pdf" in outcome and "not a readable PDF" in outcome
+    bad_input.record("OCR", "corrupt scanned PDF delivered by provider_c (through ingest)", outcome, home=home.home)

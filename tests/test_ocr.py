@@ -132,3 +132,27 @@ def test_pages_run_with_one_openmp_thread_each():
     probe = "import os; from batchops.ocr import _limit_threads; _limit_threads(); print(os.environ['OMP_THREAD_LIMIT'])"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env={**os.environ}).stdout.strip() == "1"
+
+
+def _ocr_in_daemon(pdf: str, results) -> None:
+    try:
+        report = pdf_to_table(Path(pdf), pages=[1, 2], workers=2).report
+        results.put({"rows": report["rows"], "workers": report["workers"]})
+    except Exception as exc:  # noqa: BLE001 - the parent asserts on it
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def test_pages_run_in_parallel_inside_a_daemonic_worker():
+    """Celery's prefork pool runs tasks in daemonic processes, which may not start processes of their
+    own (the Celery load matrix found provider_c failing with exactly that)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_ocr_in_daemon, args=(str(REPO / "data" / "ocr_input" / "sample_input.pdf"),
+                                                         results), daemon=True)
+    child.start()
+    outcome = results.get(timeout=180)
+    child.join(timeout=30)
+    assert "error" not in outcome, outcome
+    assert outcome["workers"] == 2 and outcome["rows"] > 0

@@ -13,12 +13,13 @@ page-parallel work several times slower).
 from __future__ import annotations
 
 import difflib
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -468,7 +469,10 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
     arguments = [(str(pdf), page, dpi, lang, rules, headers, min_confidence, binaries) for page in selected]
     workers = workers or min(len(selected), os.cpu_count() or 1)
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_limit_threads) as pool:
+        # A Celery prefork worker is a daemonic process, which may not start child processes; the
+        # heavy work runs in the tesseract/pdftoppm subprocesses anyway, so threads overlap it too.
+        executor = ThreadPoolExecutor if multiprocessing.current_process().daemon else ProcessPoolExecutor
+        with executor(max_workers=workers, initializer=_limit_threads) as pool:
             results = list(pool.map(ocr_page, *zip(*arguments, strict=True)))
     else:
         _limit_threads()
