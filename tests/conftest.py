@@ -115,9 +115,10 @@ def pytest_sessionfinish(session, exitstatus):
     if not _bad_input_rows or not _whole_suite_ran(session.config):
         return
     rows = sorted(_bad_input_rows.values(), key=lambda r: (CATEGORY_ORDER.index(r["category"]), r["case"]))
-    lines = ["# Bad inputs tried, and what BatchOps does with them", "",
-             "Written by the test suite (`bash scripts/test.sh`): every row is a test that feeds the input and checks "
-             "the outcome below, that nothing stored earlier changed, and that the other providers are unaffected.",
+    lines = ["# Bad inputs and faults tried, and what BatchOps does with them", "",
+             "Written by the test suite (`bash scripts/test.sh`): every row is a test that feeds the input (or causes "
+             "the fault) and checks the outcome below, that nothing stored earlier changed or got lost, and that the "
+             "other providers are unaffected.",
              "", f"{len(rows)} cases, {sum(r.get('result') == 'pass' for r in rows)} passing.", "",
              "| # | category | case | what BatchOps does (message as observed) | earlier data | test |",
              "|---|---|---|---|---|---|"]

@@ -35,7 +35,7 @@ def test_full_disk_and_read_only_runs_folder_fail_clearly_and_keep_earlier_artif
     for stage, message in result["full"].items():
         assert message.startswith("ArtifactWriteError"), (stage, message)
         assert "disk is full" in message or "No space left" in message, (stage, message)
-    assert "not writable" in result["read_only"]["validate"], result["read_only"]
+    assert "mounted read-only" in result["read_only"]["validate"], result["read_only"]
     assert unchanged(result["before"], result["after_full"]) == []
     assert unchanged(result["before"], result["after_read_only"]) == []
     leftovers = [name for name in result["after_full"] if Path(name).name.startswith(".")]

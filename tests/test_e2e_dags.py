@@ -168,6 +168,6 @@ def test_scoring_without_an_approved_model_fails_clearly(stack, bad_input):
     summary = (run_dir / "run_summary.md").read_text()
     assert summary.startswith("# Run summary: FAILED") and "| wait_for_model | failed |" in summary
     assert not (run_dir / "predictions").exists()
-    message = output[output.index("no approved model of provider_b"):].split("\n")[0]
+    message = next(line for line in output.splitlines() if "appeared within" in line).strip()
     bad_input.record("model", "no approved model (sensor timeout)", f"wait_for_model fails: {message}",
                      kept="no predictions written; summary says FAILED")

@@ -50,7 +50,9 @@ def run_dir_for(runs_root: Path, dag_id: str, run_id: str) -> Path:
 def explain_os_error(path: Path, exc: OSError) -> ArtifactWriteError:
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full; free space and clear the task to re-run it"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif exc.errno == errno.EROFS:
+        hint = "the file system is mounted read-only; make it writable (or point BATCHOPS_RUNS_DIR elsewhere)"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
         hint = "the folder is not writable by this user; fix its permissions (or BATCHOPS_RUNS_DIR)"
     else:
         hint = exc.strerror or str(exc)

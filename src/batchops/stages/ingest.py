@@ -25,7 +25,7 @@ REJECT_SAMPLES = 20
 # DuckDB reports a failed write inside its own error text; these are not the input's fault.
 WRITE_FAILURES = {"No space left": "the disk is full; free space",
                   "Permission denied": "the folder is not writable by this user; fix its permissions",
-                  "Read-only file system": "the folder is on a read-only file system; make it writable"}
+                  "Read-only file system": "the file system is mounted read-only; make it writable"}
 
 
 def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
@@ -187,7 +187,7 @@ def _stage_csv(connection, spec: EntitySpec, source: Path, header: list[str], ta
             if not is_duckdb_error(exc):
                 raise
             cause = next((hint for sign, hint in WRITE_FAILURES.items() if sign in str(exc)), None)
-            if cause:
+            if cause and str(source) not in str(exc):  # (an unreadable landing file is the input's problem)
                 raise ArtifactWriteError(f"cannot write {target}: {cause}, then clear the task to re-run it. "
                                          "Earlier artifacts were left as they were.") from exc
             if strict and "invalid state" in str(exc) and mixes_line_endings(source):
