@@ -16,35 +16,40 @@ from batchops.sqlsafe import quote_identifier
 from batchops.warehouse import open_warehouse, transaction
 
 
+def _load_entity(warehouse, ctx: RunContext, entity: str) -> int:
+    """Replace this snapshot's rows of one entity (inside the caller's transaction); returns the count."""
+    staging = ctx.staging_dir / f"{entity}.parquet"
+    if not staging.exists():
+        raise WarehouseError(f"{staging} is missing; clear the run from ingest to rebuild it")
+    parameters = {"staging_path": str(staging), "snapshot_date": ctx.snapshot_date.isoformat(), "load_id": ctx.run_id}
+    table = quote_identifier(entity)
+    try:
+        run_sql_file(warehouse, ctx.settings.sql_dir, "load_entity.sql", parameters, {"table": table})
+    except Exception as exc:
+        if is_duckdb_error(exc):
+            raise WarehouseError(
+                f"loading {entity} into {warehouse.path} failed: {exc}. If the provider config "
+                "changed the entity's columns, migrate the table or use a new entity name.") from exc
+        raise
+    loaded = warehouse.execute(f"SELECT count(*) FROM {table} WHERE snapshot_date = CAST($d AS DATE)",
+                               {"d": parameters["snapshot_date"]}).fetchone()[0]
+    staged = warehouse.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(staging)}).fetchone()[0]
+    if loaded != staged:
+        raise WarehouseError(f"{entity}: {loaded} rows in the warehouse after load, {staged} staged")
+    run_sql_file(warehouse, ctx.settings.sql_dir, "load_audit.sql", {**parameters, "entity": entity, "row_count": loaded})
+    return loaded
+
+
 def load(ctx: RunContext) -> dict[str, Any]:
     log = ctx.logger("load")
-    load_id = ctx.run_id
     counts: dict[str, int] = {}
-    with log.timed("load", snapshot_date=ctx.snapshot_date.isoformat(), load_id=load_id) as logged:
-        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
-            for entity in ctx.provider.entities:
-                staging = ctx.staging_dir / f"{entity}.parquet"
-                if not staging.exists():
-                    raise WarehouseError(f"{staging} is missing; clear the run from ingest to rebuild it")
-                parameters = {"staging_path": str(staging), "snapshot_date": ctx.snapshot_date.isoformat(),
-                              "load_id": load_id}
-                table = quote_identifier(entity)
-                try:
-                    run_sql_file(warehouse, ctx.settings.sql_dir, "load_entity.sql", parameters, {"table": table})
-                except Exception as exc:
-                    if is_duckdb_error(exc):
-                        raise WarehouseError(
-                            f"loading {entity} into {warehouse.path} failed: {exc}. If the provider config "
-                            "changed the entity's columns, migrate the table or use a new entity name.") from exc
-                    raise
-                loaded = warehouse.execute(f"SELECT count(*) FROM {table} WHERE snapshot_date = CAST($d AS DATE)",
-                                           {"d": parameters["snapshot_date"]}).fetchone()[0]
-                staged = warehouse.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(staging)}).fetchone()[0]
-                if loaded != staged:
-                    raise WarehouseError(f"{entity}: {loaded} rows in the warehouse after load, {staged} staged")
-                run_sql_file(warehouse, ctx.settings.sql_dir, "load_audit.sql",
-                             {**parameters, "entity": entity, "row_count": loaded})
-                counts[entity] = loaded
-                crash_point("load.in_transaction", ctx.dag_id, ctx.run_dir)
+    with log.timed("load", snapshot_date=ctx.snapshot_date.isoformat(), load_id=ctx.run_id) as logged:
+        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+            with transaction(warehouse):
+                for entity in ctx.provider.entities:
+                    counts[entity] = _load_entity(warehouse, ctx, entity)
+                    crash_point("load.in_transaction", ctx.dag_id, ctx.run_dir)
+            # Committed, not yet checkpointed: the rows live in the .wal until the file is next opened.
+            crash_point("load.committed", ctx.dag_id, ctx.run_dir)
         logged.update(rows=counts)
-    return {"rows": counts, "load_id": load_id, "warehouse": str(ctx.settings.warehouse_dir)}
+    return {"rows": counts, "load_id": ctx.run_id, "warehouse": str(ctx.settings.warehouse_dir)}
