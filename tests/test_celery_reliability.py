@@ -18,7 +18,6 @@ from conftest import make_drop
 
 pytestmark = pytest.mark.e2e
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
-DAG_ID = "provider_b__propensity_model"
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +37,10 @@ def stack(tmp_path_factory, services):
     # scheduler sends such tasks again once they have been queued this long (default 10 minutes).
     deployment.env["AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT"] = "60"
     load_matrix.prepare(deployment)
+    # provider_f: provider_b with the shipped default of one retry (the test stacks use none)
+    load_matrix.add_provider_like(deployment, "provider_f", "provider_b")
+    with (deployment.settings.config_dir / "provider_f.yaml").open("a") as config:
+        config.write("retries: 1\n")
     try:
         yield deployment.start(COMPONENTS)
     finally:
@@ -60,29 +63,39 @@ def keep_components_up(stack: AirflowStack) -> list[str]:
     return restarted
 
 
-def state_when_reachable(stack: AirflowStack, run_id: str) -> str | None:
+def state_when_reachable(stack: AirflowStack, dag_id: str, run_id: str) -> str | None:
     try:
-        return stack.run_state(DAG_ID, run_id)
+        return stack.run_state(dag_id, run_id)
     except (AssertionError, OSError):  # the API answers 5xx while its database is down
         return None
 
 
-def wait_through_outage(stack: AirflowStack, run_id: str, timeout: float = 900) -> tuple[str, list[str]]:
+def wait_through_outage(stack: AirflowStack, dag_id: str, run_id: str,
+                        timeout: float = 900) -> tuple[str, list[str]]:
     deadline, restarted = time.monotonic() + timeout, []
     while time.monotonic() < deadline:
         restarted += keep_components_up(stack)
-        state = state_when_reachable(stack, run_id)
+        state = state_when_reachable(stack, dag_id, run_id)
         if state in ("success", "failed"):
             return state, restarted
         time.sleep(2)
     raise AssertionError(f"run {run_id} not finished after {timeout}s\n{stack.logs()}")
 
 
-@pytest.mark.parametrize(("service", "snapshot"), [("postgres", date(2026, 2, 15)), ("redis", date(2026, 2, 22))])
-def test_database_or_broker_crash_mid_run_then_the_run_completes(stack, services, service, snapshot, bad_input):
-    make_drop(stack.settings, "provider_b", snapshot, customers=300, seed=snapshot.day)
-    run_id = stack.trigger(DAG_ID, {"snapshot_date": snapshot.isoformat()})
-    run_dir = run_dir_for(stack.settings.runs_dir, DAG_ID, run_id)
+@pytest.mark.parametrize(("service", "provider", "snapshot"), [
+    ("postgres", "provider_b", date(2026, 2, 15)),
+    ("redis", "provider_b", date(2026, 2, 22)),
+    ("redis", "provider_f", date(2026, 2, 22)),  # with one retry, as shipped
+])
+def test_database_or_broker_crash_mid_run_then_the_run_completes(stack, services, service, provider, snapshot,
+                                                                  bad_input):
+    dag_id = f"{provider}__propensity_model"
+    retries = 1 if provider == "provider_f" else 0
+    stack.wait_for_dag(dag_id)
+    stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    make_drop(stack.settings, provider, snapshot, customers=300, seed=snapshot.day)
+    run_id = stack.trigger(dag_id, {"snapshot_date": snapshot.isoformat()})
+    run_dir = run_dir_for(stack.settings.runs_dir, dag_id, run_id)
 
     def a_stage_is_running():
         return any(e["event"] == "stage_started" and e["stage"] in ("ingest", "validate", "load")
@@ -94,21 +107,24 @@ def test_database_or_broker_crash_mid_run_then_the_run_completes(stack, services
     crash()
     time.sleep(10)
     start()
-    state, restarted = wait_through_outage(stack, run_id)
+    state, restarted = wait_through_outage(stack, dag_id, run_id)
     cleared: set[str] = set()
-    if state == "failed":  # allowed, if it says why and a clear finishes it
-        states = stack.task_states(DAG_ID, run_id)
-        cleared = stack.clear_failed(DAG_ID, run_id)
+    if state == "failed":  # allowed, if a clear finishes it
+        states = stack.task_states(dag_id, run_id)
+        cleared = stack.clear_failed(dag_id, run_id)
         assert cleared, states
-        state, more = wait_through_outage(stack, run_id)
+        state, more = wait_through_outage(stack, dag_id, run_id)
         restarted += more
     assert state == "success", stack.logs()
-    facts = load_matrix.warehouse_facts(stack, "provider_b", snapshot)
-    expected = load_matrix.expected_rows(stack, "provider_b", snapshot, DAG_ID, run_id)
+    if retries:
+        assert not cleared, "with one retry the run should have completed by itself"
+    facts = load_matrix.warehouse_facts(stack, provider, snapshot)
+    expected = load_matrix.expected_rows(stack, provider, snapshot, dag_id, run_id)
     assert facts["customers"] == (expected["customers"],) * 2 and facts["predictions"] == (300, 300)
     assert facts["transactions"] == (expected["transactions"],) * 2
-    outcome = (f"{service} down 10 s mid-run; components restarted as compose would: {restarted or 'none'}; "
+    outcome = (f"{service} down 10 s mid-run (retries: {retries}); components restarted as compose would: "
+               f"{restarted or 'none'}; "
                + (f"run failed, cleared {sorted(cleared)}, then succeeded" if cleared else "run succeeded by itself"))
     print(outcome)
-    bad_input.record("faults", f"{service} crashed and restarted under a Celery run", outcome,
+    bad_input.record("faults", f"{service} crashed and restarted under a Celery run (retries: {retries})", outcome,
                      kept=f"exact rows ({expected['customers']} customers, {expected['transactions']} transactions)")
