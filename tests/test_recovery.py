@@ -29,6 +29,22 @@ def dead_pid() -> int:
     return child.pid
 
 
+def load_killed_at(project, point: str) -> None:
+    """Run load in its own process with BATCHOPS_CRASH_AT=point and check that it died of SIGKILL."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "tests")!r})
+        from pathlib import Path
+        from batchops.settings import Settings
+        from batchops.stages.load import load
+        from conftest import run_context
+        load(run_context(Settings.from_env(default_home=Path({str(project.home)!r}), env={{}})))
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], env={**os.environ, "BATCHOPS_CRASH_AT": point},
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
 def test_only_a_dead_process_s_temp_files_are_removed_and_a_cut_swap_is_undone(tmp_path):
     dead = dead_pid()
     stale_file = tmp_path / f".metrics.json.{HOST}-{dead}.abcd1234.part"
@@ -78,17 +94,7 @@ def test_load_killed_inside_its_transaction_leaves_the_warehouse_as_before(proje
     ctx = run_context(project)
     ingest(ctx)
     assert validate(ctx)["passed"]
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(REPO / "tests")!r})
-        from batchops.settings import Settings
-        from batchops.stages.load import load
-        from conftest import run_context
-        load(run_context(Settings.from_env(default_home=__import__("pathlib").Path({str(project.home)!r}), env={{}})))
-    """)
-    env = {**os.environ, "BATCHOPS_CRASH_AT": "load.in_transaction"}
-    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    load_killed_at(project, "load.in_transaction")
     with duckdb.connect(str(warehouse_path(project, "provider_a")), read_only=True) as con:
         # not even the CREATE TABLE of the first load was committed
         assert con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0] == 0
@@ -152,18 +158,7 @@ def test_load_killed_after_its_commit_keeps_the_rows_in_the_wal(project, bad_inp
     ctx = run_context(project)
     ingest(ctx)
     assert validate(ctx)["passed"]
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(REPO / "tests")!r})
-        from pathlib import Path
-        from batchops.settings import Settings
-        from batchops.stages.load import load
-        from conftest import run_context
-        load(run_context(Settings.from_env(default_home=Path({str(project.home)!r}), env={{}})))
-    """)
-    env = {**os.environ, "BATCHOPS_CRASH_AT": "load.committed"}
-    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    load_killed_at(project, "load.committed")
     wal = warehouse_path(project, "provider_a").with_name("provider_a.duckdb.wal")
     assert wal.exists() and wal.stat().st_size > 0  # the commit is only in the WAL
     expected = sum(1 for _ in (project.data_dir / "provider_a" / "2026-02-01" / "transactions.csv").open()) - 1
