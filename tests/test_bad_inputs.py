@@ -95,15 +95,22 @@ def deliver(path: Path, payload: str | bytes) -> Path:
     return delivered_earlier(path)
 
 
+def rewrite_lines(path: Path, edit) -> None:
+    """Deliver the file again with edit(lines) as its lines (line 0 is the header)."""
+    deliver(path, "\n".join(edit(path.read_text().splitlines())) + "\n")
+
+
 def set_field(path: Path, line_numbers: list[int], column: str, values: list[str]) -> None:
     """Replace one column's value on the given 0-based lines (0 is the header) of a comma file."""
-    lines = path.read_text().splitlines()
-    index = lines[0].split(",").index(column)
-    for number, value in zip(line_numbers, values, strict=True):
-        fields = lines[number].split(",")
-        fields[index] = value
-        lines[number] = ",".join(fields)
-    deliver(path, "\n".join(lines) + "\n")
+    def edit(lines: list[str]) -> list[str]:
+        index = lines[0].split(",").index(column)
+        for number, value in zip(line_numbers, values, strict=True):
+            fields = lines[number].split(",")
+            fields[index] = value
+            lines[number] = ",".join(fields)
+        return lines
+
+    rewrite_lines(path, edit)
 
 
 def attempt(settings: Settings, provider: str = "provider_a") -> str:
@@ -170,10 +177,9 @@ def test_wrong_delimiter(home, bad_input):
 
 def test_missing_required_column(home, bad_input):
     path = landing(home, "transactions")
-    header = path.read_text().splitlines()[0].split(",")
-    amount = header.index("amount")
-    lines = [",".join(f for i, f in enumerate(line.split(",")) if i != amount) for line in path.read_text().splitlines()]
-    deliver(path, "\n".join(lines) + "\n")
+    amount = path.read_text().splitlines()[0].split(",").index("amount")
+    rewrite_lines(path, lambda lines: [",".join(f for i, f in enumerate(line.split(",")) if i != amount)
+                                       for line in lines])
     outcome = bad_drop_outcome(home)
     assert "transactions.amount required_column" in outcome and "'amount' is not in the file" in outcome
     bad_input.record("data", "missing required column", outcome, home=home.home)
@@ -181,8 +187,7 @@ def test_missing_required_column(home, bad_input):
 
 def test_extra_columns_are_reported_and_ignored(home, bad_input):
     path = landing(home, "customers")
-    lines = path.read_text().splitlines()
-    deliver(path, "\n".join([lines[0] + ",loyalty_tier"] + [line + ",gold" for line in lines[1:]]) + "\n")
+    rewrite_lines(path, lambda lines: [lines[0] + ",loyalty_tier"] + [line + ",gold" for line in lines[1:]])
     outcome = bad_drop_outcome(home)
     assert outcome.startswith("accepted") and "'customers': 600" in outcome
     report = json.loads((run_dir_for(home.runs_dir, "provider_a__propensity_model", "manual__bad")
@@ -194,8 +199,7 @@ def test_extra_columns_are_reported_and_ignored(home, bad_input):
 
 def test_duplicate_primary_keys(home, bad_input):
     path = landing(home, "customers")
-    lines = path.read_text().splitlines()
-    deliver(path, "\n".join(lines + lines[1:4]) + "\n")
+    rewrite_lines(path, lambda lines: lines + lines[1:4])
     outcome = bad_drop_outcome(home)
     assert "customers.customer_id unique_key: observed 3" in outcome and "examples" in outcome
     bad_input.record("data", "duplicate primary keys", outcome, home=home.home)
@@ -214,9 +218,8 @@ def test_non_utf8_bytes(home, bad_input):
 
 def test_broken_quoting(home, bad_input):
     path = landing(home, "customers")
-    lines = path.read_text().splitlines()
-    lines[10] = lines[10].replace(",", ',"', 1)  # an opening quote that never closes
-    deliver(path, "\n".join(lines) + "\n")
+    # an opening quote that never closes
+    rewrite_lines(path, lambda lines: lines[:10] + [lines[10].replace(",", ',"', 1)] + lines[11:])
     outcome = bad_drop_outcome(home)
     assert "customers.* parse_errors" in outcome and "line 11" in outcome
     bad_input.record("data", "broken quoting (unclosed quote)", outcome, home=home.home)
@@ -280,12 +283,7 @@ def test_values_outside_configured_ranges(home, bad_input):
 
 
 def test_ten_megabyte_single_line(home, bad_input):
-    path = landing(home, "customers")
-    lines = path.read_text().splitlines()
-    fields = lines[3].split(",")
-    fields[2] = "x" * (10 << 20)
-    lines[3] = ",".join(fields)
-    deliver(path, "\n".join(lines) + "\n")
+    set_field(landing(home, "customers"), [3], "region", ["x" * (10 << 20)])
     outcome = bad_drop_outcome(home)
     assert "customers.* parse_errors" in outcome and "line 4" in outcome
     bad_input.record("data", "a 10 MB single line", outcome, home=home.home)
@@ -406,9 +404,8 @@ def test_sql_injection_through_config_identifiers_is_refused(project, case, fiel
 def test_sql_injection_through_source_column_names_stays_data(home, bad_input):
     """A hostile *header* in a delivered file is quoted as an identifier, never executed."""
     path = landing(home, "customers")
-    lines = path.read_text().splitlines()
-    lines[0] = lines[0] + ',"x"")); DROP TABLE customers; --"'
-    deliver(path, "\n".join([lines[0]] + [line + ",1" for line in lines[1:]]) + "\n")
+    rewrite_lines(path, lambda lines: [lines[0] + ',"x"")); DROP TABLE customers; --"']
+                  + [line + ",1" for line in lines[1:]])
     outcome = bad_drop_outcome(home)
     assert outcome.startswith("accepted")
     with duckdb.connect(str(warehouse_path(home, "provider_a")), read_only=True) as con:
