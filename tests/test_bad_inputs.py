@@ -485,3 +485,32 @@ def test_corrupt_scanned_statement_fails_ingest_and_names_the_file(home, bad_inp
     assert fingerprint(home) == before
     assert "OCR of" in outcome and "statement.pdf" in outcome and "not a readable PDF" in outcome
     bad_input.record("OCR", "corrupt scanned PDF delivered by provider_c (through ingest)", outcome, home=home.home)
+
+
+# ---------------------------------------------------------------- security: CSV (formula) injection
+FORMULA_IDS = ["=1+1", " =2+2", "\u00a0=3+3", "\uff1d3+3", "\uff0b4", "\uff0d5", "\uff20SUM(A1)", "+4", "-5", "@SUM(A1)",
+               "\t=6", "\r=7", "\n=8", "\u3000=9", "\u2212 10", "\tplain", "\rplain"]
+PLAIN_IDS = ["C000123", "000042", "a=b", "x+1", "mail@example", "  C77", "C-1"]
+
+
+def test_predictions_csv_neutralises_every_formula_form(tmp_path, bad_input):
+    """OWASP CSV injection: = + - @ (and full-width forms), after leading blanks, or a leading tab/CR/LF."""
+    import csv
+    from datetime import date as day
+
+    import pandas as pd
+
+    from batchops.stages.score import _write_predictions
+
+    ids = FORMULA_IDS + PLAIN_IDS
+    frame = pd.DataFrame({"customer_id": ids, "score": 0.5, "snapshot_date": day(2026, 2, 1), "model_id": "m"})
+    with duckdb.connect() as connection:
+        _write_predictions(connection, frame, tmp_path)
+    with (tmp_path / "predictions.csv").open(newline="", encoding="utf-8") as handle:
+        written = [row["customer_id"] for row in csv.DictReader(handle)]
+    assert written[:len(FORMULA_IDS)] == ["'" + value for value in FORMULA_IDS]
+    assert written[len(FORMULA_IDS):] == PLAIN_IDS
+    assert pd.read_parquet(tmp_path / "predictions.parquet")["customer_id"].tolist() == ids  # data itself unchanged
+    bad_input.record("security", "formula-like customer ids (leading space, full-width, tab/CR/LF) in predictions.csv",
+                     f"{len(FORMULA_IDS)} forms prefixed with ' in the CSV (OWASP rule set); ids like 'a=b' and "
+                     "'C-1' unchanged; Parquet and warehouse keep the exact ids", kept="ids exact in Parquet")

@@ -168,3 +168,127 @@ def test_a_user_without_access_to_the_dag_cannot_read_its_artifacts(client, monk
     assert client.get(f"/batchops/runs/{DAG_ID}/manual__ok", headers=headers).status_code == 403
     assert client.get(f"/batchops/files/{DAG_ID}/manual__ok/roc_curve.png", headers=headers).status_code == 403
     assert client.get("/batchops/runs/provider_b__propensity_model/x", headers=headers).status_code == 404
+
+
+# ---------------------------------------------------------------- hostile run folders
+SECRET_MARK = "root:x:0:0"  # what /etc/passwd would show
+
+
+@pytest.fixture
+def hostile_run(client, tmp_path):
+    """A run folder whose artifacts are links, a FIFO and oversize files, next to a real plan.json."""
+    from batchops.artifacts import run_dir_for
+    from batchops.settings import Settings
+
+    settings = Settings.from_env()
+    folder = run_dir_for(settings.runs_dir, DAG_ID, "manual__hostile")
+    folder.mkdir(parents=True)
+    (folder / "plan.json").write_text(json.dumps({"run_id": "manual__hostile", "snapshot_date": "2026-02-01",
+                                                  "snapshot_date_source": "conf", "stages": [], "files": {}}))
+    outside = tmp_path / "outside"
+    (outside / "predictions").mkdir(parents=True)
+    (outside / "passwd").write_text(f"{SECRET_MARK}:root:/root:/bin/bash\n")
+    (outside / "predictions" / "predictions.csv").write_text(f"customer_id,score\n{SECRET_MARK},0.5\n")
+    (outside / "metrics.json").write_text(json.dumps({"model_id": SECRET_MARK}))
+    (folder / "run_summary.md").symlink_to(outside / "passwd")
+    (folder / "predictions").symlink_to(outside / "predictions")
+    os.link(outside / "metrics.json", folder / "metrics.json")
+    os.mkfifo(folder / "dq_report.json")
+    (folder / "roc_curve.png").symlink_to(outside / "passwd")
+    (folder / "dq_report.md").write_bytes(b"x" * (3 << 20))
+    yield folder
+    import shutil
+
+    shutil.rmtree(folder)
+
+
+def test_run_tab_never_follows_links_hard_links_or_fifos(client, hostile_run, bad_input):
+    import time
+
+    started = time.monotonic()
+    page = client.get(f"/batchops/runs/{DAG_ID}/manual__hostile", headers=token(client))
+    assert page.status_code == 200 and time.monotonic() - started < 10  # the FIFO did not block the request
+    assert SECRET_MARK not in page.text
+    for refusal in ("run_summary.md: is a symbolic link", "predictions is a symbolic link",
+                    "metrics.json: has 2 hard links", "dq_report.json: is not a regular file"):
+        assert refusal in page.text, refusal
+    assert "roc_curve.png" not in page.text.split("<h3>Plots</h3>")[-1] or "<h3>Plots</h3>" not in page.text
+    bad_input.record("security", "run folder artifacts that are symlinks, hard links, FIFOs (run tab)",
+                     "page renders with a note per artifact, no outside content: "
+                     + "; ".join(line for line in page.text.split("<p class=\"refused\">")[1:4]).replace("</p>", ""),
+                     kept="nothing outside the run folder read")
+
+
+@pytest.mark.parametrize("name", ["run_summary.md", "predictions/predictions.csv", "metrics.json", "dq_report.json",
+                                  "roc_curve.png"])
+def test_download_route_refuses_links_hard_links_and_fifos(client, hostile_run, name):
+    answer = client.get(f"/batchops/files/{DAG_ID}/manual__hostile/{name}", headers=token(client))
+    assert answer.status_code == 404 and SECRET_MARK not in answer.text
+
+
+def test_oversize_artifacts_are_not_rendered_but_downloadable(client, hostile_run):
+    (hostile_run / "run_summary.md").unlink()
+    (hostile_run / "run_summary.md").write_bytes(b"# Run summary: COMPLETE\n" + b"y" * (3 << 20))
+    page = client.get(f"/batchops/runs/{DAG_ID}/manual__hostile", headers=token(client))
+    assert page.status_code == 200 and "run_summary.md: is 3,145,752 bytes" in page.text
+    assert len(page.content) < 200_000
+    download = client.get(f"/batchops/files/{DAG_ID}/manual__hostile/dq_report.md", headers=token(client))
+    assert download.status_code == 200 and len(download.content) == 3 << 20
+
+
+def test_overview_survives_hostile_run_folders(client, hostile_run):
+    page = client.get("/batchops/", headers=token(client))
+    assert page.status_code == 200 and SECRET_MARK not in page.text
+
+
+def test_a_300_mb_log_is_read_from_its_tail(client, hostile_run, bad_input):
+    import resource
+    import time
+
+    log = hostile_run / "logs.jsonl"
+    with log.open("wb") as handle:  # sparse: 300 MB of NULs (a torn, unparsable line), then real events
+        handle.truncate(300 << 20)
+        handle.seek(0, 2)
+        for number in range(30):
+            handle.write((json.dumps({"stage": "score", "event": f"tail_event_{number}"}) + "\n").encode())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    page = client.get(f"/batchops/runs/{DAG_ID}/manual__hostile", headers=token(client))
+    seconds = time.monotonic() - started
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert page.status_code == 200 and "tail_event_29" in page.text and "tail_event_9" not in page.text
+    assert seconds < 2 and grown_mib < 50, (seconds, grown_mib)
+    overview = client.get("/batchops/", headers=token(client))
+    assert overview.status_code == 200
+    bad_input.record("output", "300 MB logs.jsonl in a run folder (run tab, overview)",
+                     f"run tab read the last 256 KB only: {seconds:.2f} s, peak memory +{grown_mib:.0f} MiB; "
+                     "the last 20 events shown", kept="log untouched")
+
+
+def test_a_damaged_warehouse_breaks_only_its_own_cells(client, bad_input):
+    from batchops.settings import Settings
+    from batchops.warehouse import warehouse_path
+
+    settings = Settings.from_env()
+    damaged = warehouse_path(settings, "provider_b")
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    original = damaged.read_bytes() if damaged.exists() else None
+    outcomes = {}
+    try:
+        for case, payload in (("truncated", (warehouse_path(settings, "provider_a").read_bytes()[:20000])),
+                              ("random bytes", os.urandom(300_000))):
+            damaged.write_bytes(payload)
+            page = client.get("/batchops/", headers=token(client))
+            assert page.status_code == 200, page.text
+            row = page.text.split("provider_b__propensity_model</td>")[1].split("</tr>")[0]
+            assert "warehouse file damaged" in row and "python -m batchops rebuild --provider provider_b" in row
+            assert "provider_a__propensity_model__20260201__" in page.text  # provider_a unaffected
+            outcomes[case] = row.split("warehouse file damaged: ")[1].split("</td>")[0]
+    finally:
+        if original is None:
+            damaged.unlink()
+        else:
+            damaged.write_bytes(original)
+    bad_input.record("security", "damaged warehouse (truncated, random bytes) on the BatchOps page",
+                     "provider_b's cells: warehouse file damaged: " + outcomes["truncated"].replace("&#34;", '"'),
+                     kept="other providers' rows unchanged")

@@ -14,3 +14,9 @@ CREATE TABLE IF NOT EXISTS model_registry (
     features           VARCHAR,
     registered_at      TIMESTAMP
 );
+
+-- Registries written before paths were relative to the model store kept absolute paths, which break
+-- when the warehouse moves (another folder, the compose image, a restore elsewhere): keep <model_id>/model.pkl.
+UPDATE model_registry
+SET path = regexp_extract(path, '([^/]+/model\.pkl)$', 1)
+WHERE starts_with(path, '/');

@@ -51,8 +51,17 @@ class DuckDBWarehouseHook(DbApiHook):
         return True
 
     def _run_command(self, cur, sql_statement, parameters):
-        # Each statement gets only the $names it uses: DuckDB rejects unused named parameters.
-        super()._run_command(cur, sql_statement, parameters_used(sql_statement, parameters or {}) or None)
+        from batchops.warehouse import explain_warehouse_failure, warehouse_path
+
+        try:
+            # Each statement gets only the $names it uses: DuckDB rejects unused named parameters.
+            super()._run_command(cur, sql_statement, parameters_used(sql_statement, parameters or {}) or None)
+        except Exception as exc:
+            explained = explain_warehouse_failure(exc, warehouse_path(self.settings, self.provider_id),
+                                                  self.provider_id)
+            if explained is None:
+                raise
+            raise explained from exc
         if self.after_statement is not None:
             self.after_statement(sql_statement)
 
@@ -82,8 +91,9 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         return self.get_db_hook()
 
     def execute(self, context):
+        from batchops.errors import BatchOpsError
         from batchops.recovery import begin_attempt
-        from batchops.tasks import run_logger_for
+        from batchops.tasks import fail_without_retry, run_logger_for
 
         if not isinstance(self.sql, str):
             # common-sql splits a string into statements but runs each list item whole; our list holds
@@ -92,8 +102,14 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         logger = run_logger_for(context, self.settings)
         self._run_dir = logger.path.parent
         begin_attempt(logger, context["ti"].try_number)
-        with logger.timed("stage", task=self.task_id, try_number=context["ti"].try_number):
-            return super().execute(context)
+        try:
+            with logger.timed("stage", task=self.task_id, try_number=context["ti"].try_number):
+                return super().execute(context)
+        except BatchOpsError as exc:
+            failure = fail_without_retry(self.task_id, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
 
 
 class ApprovedModelSensor(BaseSensorOperator):
@@ -133,11 +149,32 @@ class ApprovedModelSensor(BaseSensorOperator):
     def execute(self, context):
         from airflow.sdk.exceptions import AirflowSensorTimeout
 
+        from batchops.errors import BatchOpsError
+        from batchops.tasks import fail_without_retry, run_logger_for
+
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-            raise AirflowSensorTimeout(
+            timeout = AirflowSensorTimeout(
                 f"no approved model of {self.provider_id}/{self.model_pipeline} trained on or before "
                 f"{self.snapshot_date} appeared within {self.timeout}s. Run the DAG "
                 f"{self.provider_id}__{self.model_pipeline} for this or an earlier snapshot to train and approve "
-                "one, then clear this task.") from exc
+                "one, then clear this task.")
+            self._log_failure(run_logger_for(context, self.settings), timeout)
+            raise timeout from exc
+        except BatchOpsError as exc:
+            # e.g. the approved model's file is missing or was changed: the run summary must carry it
+            self._log_failure(run_logger_for(context, self.settings), exc)
+            failure = fail_without_retry(self.task_id, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    def _log_failure(self, logger, exc: BaseException) -> None:
+        """The sensor logs no stage events while it pokes; on failure it leaves the cause for summarize."""
+        from contextlib import suppress
+
+        from batchops.errors import BatchOpsError
+
+        with suppress(BatchOpsError):
+            logger.event("stage_failed", level="ERROR", task=self.task_id, error=f"{type(exc).__name__}: {exc}")

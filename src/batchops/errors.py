@@ -32,7 +32,15 @@ class RunParameterError(BatchOpsError):
 
 
 class WarehouseError(BatchOpsError):
-    """The provider's DuckDB warehouse could not be opened or written."""
+    """The provider's DuckDB warehouse could not be opened or written; a later retry may succeed."""
+
+
+class WarehouseBusyError(WarehouseError):
+    """Another process held the provider's warehouse lock for longer than the wait allowed."""
+
+
+class WarehouseDamagedError(BatchOpsError):
+    """The warehouse file is not a readable DuckDB database; retrying cannot help, a restore or rebuild does."""
 
 
 class ModelIntegrityError(BatchOpsError):

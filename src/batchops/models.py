@@ -57,6 +57,9 @@ def build_model(settings: ModelSettings, numeric: list[str], categorical: list[s
 
 @dataclass(frozen=True)
 class RegisteredModel:
+    """A registry row; path is the model file in this deployment's store (the registry keeps it
+    relative to the store, so a warehouse moved to another folder or machine keeps working)."""
+
     model_id: str
     pipeline: str
     training_snapshot: date
@@ -70,11 +73,17 @@ class RegisteredModel:
 _REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc"
 
 
-def _row_to_model(row) -> RegisteredModel:
-    return RegisteredModel(row[0], row[1], row[2], row[3], row[4], Path(row[5]), json.loads(row[6]), row[7])
+def _row_to_model(row, store: Path) -> RegisteredModel:
+    return RegisteredModel(row[0], row[1], row[2], row[3], row[4], store / row[5], json.loads(row[6]), row[7])
+
+
+def store_relative_path(model_id: str) -> str:
+    """Where a model's file lies inside its provider's store: what the registry records."""
+    return f"{model_id}/model.pkl"
 
 
 def ensure_registry(warehouse, settings: Settings) -> None:
+    """Create the registry if needed; registries written before paths were store-relative are migrated."""
     run_sql_file(warehouse, settings.sql_dir, "model_registry.sql", {})
 
 
@@ -85,7 +94,7 @@ def latest_approved(warehouse, settings: Settings, pipeline: str, as_of: date) -
         f"SELECT {_REGISTRY_COLUMNS} FROM model_registry WHERE pipeline = $pipeline AND status = 'approved' "
         "AND training_snapshot <= CAST($as_of AS DATE) ORDER BY training_snapshot DESC, registered_at DESC LIMIT 1",
         {"pipeline": pipeline, "as_of": as_of.isoformat()}).fetchone()
-    return _row_to_model(row) if row else None
+    return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 
 def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_of: date) -> RegisteredModel | None:

@@ -56,10 +56,20 @@ def run_logger_for(context: dict[str, Any], settings: Settings) -> RunLogger:
     return RunLogger(run_dir / "logs.jsonl", context["ti"].task_id)
 
 
-@contextmanager
-def _stage_edge(ctx: RunContext, context: dict[str, Any]):
+def fail_without_retry(task_id: str, exc: BatchOpsError) -> BaseException:
+    """What a task raises for a BatchOps error: the error itself when a retry may help, otherwise
+    AirflowFailException, so that bad input or a damaged file fails at once with the stage's message."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    if isinstance(exc, RETRYABLE):
+        return exc
+    failure = AirflowFailException(f"{task_id}: {exc}")
+    failure.__cause__ = exc
+    return failure
+
+
+@contextmanager
+def _stage_edge(ctx: RunContext, context: dict[str, Any]):
     from batchops.recovery import begin_attempt
 
     task_id, try_number = context["ti"].task_id, context["ti"].try_number
@@ -69,9 +79,10 @@ def _stage_edge(ctx: RunContext, context: dict[str, Any]):
         with logger.timed("stage", task=task_id, try_number=try_number):
             yield
     except BatchOpsError as exc:
-        if isinstance(exc, RETRYABLE):
+        failure = fail_without_retry(task_id, exc)
+        if failure is exc:
             raise
-        raise AirflowFailException(f"{task_id}: {exc}") from exc
+        raise failure from exc
 
 
 def run_plan(binding: StageBinding, **context: Any) -> dict[str, str]:

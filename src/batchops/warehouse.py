@@ -15,7 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from batchops.errors import WarehouseError
+from batchops.errors import (
+    BatchOpsError,
+    WarehouseBusyError,
+    WarehouseDamagedError,
+    WarehouseError,
+    is_duckdb_error,
+)
 from batchops.settings import Settings
 
 
@@ -30,6 +36,30 @@ def duckdb_config(settings: Settings) -> dict[str, str]:
     if settings.duckdb_threads:
         config["threads"] = str(settings.duckdb_threads)
     return config
+
+
+# Signs in DuckDB's error text that the file itself is broken (truncated, overwritten, not DuckDB).
+_DAMAGE_SIGNS = ("not a valid DuckDB database file", "Could not read enough bytes", "Corrupt", "corrupt",
+                 "checksum", "Failed to read database header", "INTERNAL Error")
+
+
+def explain_warehouse_failure(exc: BaseException, path: Path, provider_id: str) -> BatchOpsError | None:
+    """A user-facing error for a DuckDB failure that is about the warehouse file or its disk, else None
+    (SQL and data errors are for the caller to explain)."""
+    if not is_duckdb_error(exc):
+        return None
+    text = str(exc)
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "No space left on device" in text:
+        return WarehouseError(
+            f"the disk holding the warehouse {path} is full ({first_line}); free space in {path.parent}, then "
+            "clear the task to re-run it. The transaction was not committed; stored data is unchanged.")
+    if any(sign in text for sign in _DAMAGE_SIGNS):
+        return WarehouseDamagedError(
+            f"warehouse file {path} is damaged ({first_line}). It is derived data: restore the last backup "
+            f"(python -m batchops restore --provider {provider_id}) or rebuild it from the landing drops "
+            f"(python -m batchops rebuild --provider {provider_id}), then clear the task.")
+    return None
 
 
 class _FileLock:
@@ -49,7 +79,7 @@ class _FileLock:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(descriptor)
-                    raise WarehouseError(
+                    raise WarehouseBusyError(
                         f"waited {self.timeout_seconds:.0f}s for the warehouse lock {self.path}; another run of "
                         "this provider is still writing. Retry later or raise BATCHOPS_WAREHOUSE_LOCK_TIMEOUT."
                     ) from None
@@ -71,6 +101,7 @@ class LockedConnection:
         path = warehouse_path(settings, provider_id)
         self._lock = _FileLock(path.with_suffix(".duckdb.lock"), settings.warehouse_lock_timeout_seconds)
         self._lock.acquire()
+        self.path, self.provider_id = path, provider_id
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             temp_dir = settings.warehouse_dir / "tmp" / provider_id
@@ -80,24 +111,40 @@ class LockedConnection:
             self.duckdb.execute("SET temp_directory = ?", [str(temp_dir)])
         except BaseException as exc:
             self._lock.release()
+            explained = explain_warehouse_failure(exc, path, provider_id)
+            if explained is not None:
+                raise explained from exc
             if isinstance(exc, Exception) and not isinstance(exc, WarehouseError):
                 raise WarehouseError(f"cannot open warehouse {path}: {exc}") from exc
             raise
-        self.path = path
 
     # DB-API surface used by common-sql's DbApiHook
     def cursor(self):
         return self.duckdb.cursor()
 
     def commit(self) -> None:
-        self.duckdb.commit()
+        with self.explained():
+            self.duckdb.commit()
 
     def execute(self, *args, **kwargs):
-        return self.duckdb.execute(*args, **kwargs)
+        with self.explained():
+            return self.duckdb.execute(*args, **kwargs)
+
+    @contextmanager
+    def explained(self) -> Iterator[None]:
+        """Turn a full disk or a damaged file into a message that names the cause and the fix."""
+        try:
+            yield
+        except Exception as exc:
+            explained = explain_warehouse_failure(exc, self.path, self.provider_id)
+            if explained is None:
+                raise
+            raise explained from exc
 
     def close(self) -> None:
         try:
-            self.duckdb.close()
+            with self.explained():  # closing checkpoints the WAL into the file: it can meet a full disk
+                self.duckdb.close()
         finally:
             self._lock.release()
 

@@ -23,6 +23,10 @@ from batchops.sqlsafe import string_literal
 from batchops.warehouse import open_warehouse, transaction
 
 CHUNK_ROWS = 250_000
+# OWASP CSV injection: a cell a spreadsheet would run as a formula starts with = + - @ (or their
+# full-width / minus-sign forms), possibly after white space a spreadsheet skips, or with tab/CR/LF.
+_SPACES = "\t\n\r\f\v \u00a0\u1680\u2000-\u200b\u2028\u2029\u202f\u205f\u3000\ufeff"
+FORMULA_START = "^(?:[\t\r\n]|[" + _SPACES + "]*[=+\\-@\uff1d\uff0b\uff0d\uff20\u2212\ufe62\ufe63\ufe66])"
 
 
 def sanity_check(customer_ids, scores, expected_customers: int) -> None:
@@ -55,14 +59,14 @@ def _predict(model, features_frame, feature_columns: list[str]):
 
 
 def _write_predictions(connection, frame, folder: Path, between_files=lambda: None) -> None:
-    """Parquet and CSV; ids that start like a formula (=, +, -, @) get a leading ' in the CSV only."""
+    """Parquet and CSV; ids that start like a formula (FORMULA_START) get a leading ' in the CSV only."""
     connection.register("scored", frame)
     connection.execute(f"COPY scored TO {string_literal(str(folder / 'predictions.parquet'))} (FORMAT parquet)")
     between_files()
     connection.execute(
-        "COPY (SELECT CASE WHEN regexp_matches(customer_id, '^[=+\\-@\\t\\r]') THEN '''' || customer_id "
+        "COPY (SELECT CASE WHEN regexp_matches(customer_id, $formula_start) THEN '''' || customer_id "
         "ELSE customer_id END AS customer_id, score, snapshot_date, model_id FROM scored) "
-        f"TO {string_literal(str(folder / 'predictions.csv'))} (HEADER, DELIMITER ',')")
+        f"TO {string_literal(str(folder / 'predictions.csv'))} (HEADER, DELIMITER ',')", {"formula_start": FORMULA_START})
     connection.unregister("scored")
 
 

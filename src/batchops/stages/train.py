@@ -17,6 +17,7 @@ from batchops.models import (
     latest_approved,
     load_verified_model,
     register_model,
+    store_relative_path,
 )
 from batchops.plots import plot_roc_curve
 from batchops.runcontext import RunContext
@@ -189,7 +190,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
             "reason": reason, "roc_auc": metrics["roc_auc"],
             "champion_model_id": champion["model_id"] if champion else None,
             "champion_roc_auc": champion.get("roc_auc_on_holdout") if champion else None,
-            "sha256": sha, "path": str(store_dir / "model.pkl"), "features": json.dumps(features)})
+            "sha256": sha, "path": store_relative_path(model_id), "features": json.dumps(features)})
     log.event("model_registered", level="INFO" if status == "approved" else "WARNING", model_id=model_id,
               status=status, reason=reason, roc_auc=round(metrics["roc_auc"], 4))
     return {"model_id": model_id, "status": status, "reason": reason, "roc_auc": metrics["roc_auc"]}

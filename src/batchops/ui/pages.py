@@ -1,0 +1,172 @@
+"""What the BatchOps pages show, built from a run folder's artifacts, and rendered with Jinja2.
+
+Every value from an artifact is data: templates autoescape it (attribute and text context alike),
+CSS classes come from fixed tables, never from artifact text, and every file read goes through
+safe_files (no links, size caps, tails of logs). A section whose artifact is refused says so and
+the rest of the page still renders.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from batchops.ui import safe_files
+from batchops.ui.safe_files import UnsafeArtifactError
+
+URL_PREFIX = "/batchops"
+DOWNLOADABLE = {"roc_curve.png", "score_histogram.png", "predictions/predictions.csv",
+                "predictions/predictions.parquet", "dq_report.md", "dq_report.json", "plan.json", "metrics.json",
+                "run_summary.md", "logs.jsonl"}
+OUTCOME_CLASSES = {"COMPLETE": "complete", "BLOCKED": "blocked", "FAILED": "failed"}
+PREDICTION_ROWS = 50
+LOG_EVENTS = 20
+
+
+@cache
+def _templates():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(template: str, **values: Any) -> str:
+    return _templates().get_template(template).render(url_prefix=URL_PREFIX, **values)
+
+
+def run_url(dag_id: str, run_id: str) -> str:
+    return f"{URL_PREFIX}/runs/{quote(dag_id, safe='')}/{quote(run_id, safe='')}"
+
+
+def file_url(dag_id: str, run_id: str, name: str) -> str:
+    return f"{URL_PREFIX}/files/{quote(dag_id, safe='')}/{quote(run_id, safe='')}/{name}"
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """A metric as text; a value that is not a number is shown as it is (escaped by the template)."""
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def outcome_of(summary: str | None) -> tuple[str, str]:
+    """(outcome, why) from run_summary.md's first lines; ('RUNNING', '') before summarize wrote it."""
+    if summary is None:
+        return "RUNNING", ""
+    first, _, rest = summary.partition("\n")
+    outcome = first.replace("# Run summary:", "").strip()
+    why = next((line.strip("* ") for line in rest.splitlines() if line.startswith("**")), "")
+    return outcome, why
+
+
+def _section(refusals: list[str], build: Callable[[], Any]) -> Any:
+    """Build one section; a refused artifact becomes a note on the page instead of an error."""
+    try:
+        return build()
+    except UnsafeArtifactError as exc:
+        refusals.append(str(exc))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        refusals.append(f"an artifact of this run has an unexpected shape ({type(exc).__name__}: {exc}); not shown")
+    return None
+
+
+def _dq(folder: Path) -> dict[str, Any] | None:
+    report = safe_files.read_json(folder, "dq_report.json")
+    if report is None:
+        return None
+    checks = sorted(report["checks"], key=lambda check: bool(check["passed"]))
+    return {"verdict": "PASSED" if report["passed"] is True else "FAILED", "checks": [
+        {"passed": check["passed"] is True, "entity": check["entity"], "column": check.get("column") or "",
+         "check": check["check"], "observed": check.get("observed"), "threshold": check.get("threshold"),
+         "detail": check.get("detail", "")} for check in checks]}
+
+
+def _model(folder: Path) -> dict[str, Any] | None:
+    metrics = safe_files.read_json(folder, "metrics.json")
+    if metrics is None:
+        return None
+    promotion = metrics.get("promotion") or {}
+    champion = promotion.get("champion") or {}
+    return {"model_id": metrics.get("model_id"), "roc_auc": number(metrics.get("roc_auc")),
+            "accuracy": number(metrics.get("accuracy")), "pr_auc": number(metrics.get("pr_auc")),
+            "brier": number(metrics.get("brier")), "decision": f"{promotion.get('status')}: {promotion.get('reason')}",
+            "champion": champion.get("model_id", "-")}
+
+
+def _predictions(folder: Path) -> dict[str, Any] | None:
+    lines = safe_files.read_head_lines(folder, "predictions/predictions.csv", PREDICTION_ROWS + 1)
+    if not lines:
+        return None
+    import csv
+
+    header, *rows = list(csv.reader(lines))
+    return {"header": header, "rows": rows}
+
+
+def _plan(folder: Path) -> dict[str, Any] | None:
+    plan = safe_files.read_json(folder, "plan.json")
+    if plan is None:
+        return None
+    return {"snapshot_date": plan["snapshot_date"], "source": plan.get("snapshot_date_source", ""),
+            "stages": " → ".join(str(stage["stage"]) for stage in plan.get("stages", [])),
+            "files": [(role, str(entry.get("sha256") or "")[:16]) for role, entry in plan.get("files", {}).items()]}
+
+
+def parse_events(lines: list[str]) -> list[dict[str, Any]]:
+    """logs.jsonl lines as events, skipping a torn line left by a killed writer."""
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def _log_tail(folder: Path) -> list[str]:
+    events = parse_events(safe_files.read_tail_lines(folder, "logs.jsonl") or [])
+    return [json.dumps(event) for event in events[-LOG_EVENTS:]]
+
+
+def render_run_page(dag_id: str, run_id: str, folder: Path) -> str:
+    """The run tab: outcome first, then DQ, model, plots, predictions, plan, log tail, summary."""
+    refusals: list[str] = []
+    summary = _section(refusals, lambda: safe_files.read_text(folder, "run_summary.md"))
+    outcome, why = outcome_of(summary)
+    images = [name for name in ("roc_curve.png", "score_histogram.png") if _section(
+        refusals, lambda name=name: _is_servable(folder, name))]
+    return render(
+        "run.html", dag_id=dag_id, run_id=run_id, outcome=outcome, why=why,
+        outcome_class=OUTCOME_CLASSES.get(outcome, "unknown"), summary=summary,
+        dq=_section(refusals, lambda: _dq(folder)), model=_section(refusals, lambda: _model(folder)),
+        images=[(name, file_url(dag_id, run_id, name)) for name in images],
+        predictions=_section(refusals, lambda: _predictions(folder)),
+        predictions_url=file_url(dag_id, run_id, "predictions/predictions.csv"),
+        plan=_section(refusals, lambda: _plan(folder)), events=_section(refusals, lambda: _log_tail(folder)) or [],
+        refusals=refusals)
+
+
+def _is_servable(folder: Path, name: str) -> bool:
+    try:
+        with safe_files.open_artifact(folder, name, safe_files.DOWNLOAD_LIMIT):
+            return True
+    except FileNotFoundError:
+        return False
+
+
+def render_overview(rows: list[dict[str, Any]], config_errors: list[str]) -> str:
+    shown = []
+    for row in rows:
+        shown.append({**row, "last_url": run_url(row["dag_id"], row["run_id"]) if row.get("run_id") else None,
+                      "earlier": [(run_id, run_url(row["dag_id"], run_id)) for run_id in row.get("earlier_runs", [])],
+                      "outcome_class": OUTCOME_CLASSES.get(row.get("outcome", ""), "unknown")})
+    return render("overview.html", rows=shown, config_errors=config_errors)
+
+
+def render_not_batchops(dag_id: str) -> str:
+    return render("not_batchops.html", dag_id=dag_id)

@@ -1,0 +1,186 @@
+"""The BatchOps pages inside the Airflow UI: a run tab with the run's artifacts, and an overview of
+every provider x pipeline. A FastAPI app mounted by plugins/batchops_plugin.py; every route is
+guarded by Airflow's own authorization (a plugin app gets none by itself)."""
+
+from __future__ import annotations
+
+import dataclasses
+import mimetypes
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from batchops.artifacts import run_dir_for
+from batchops.errors import RunParameterError, WarehouseBusyError, WarehouseDamagedError
+from batchops.settings import Settings
+from batchops.ui import safe_files
+from batchops.ui.pages import (
+    DOWNLOADABLE,
+    outcome_of,
+    parse_events,
+    render_not_batchops,
+    render_overview,
+    render_run_page,
+)
+from batchops.ui.safe_files import UnsafeArtifactError
+
+EARLIER_RUNS = 5
+
+
+def _settings() -> Settings:
+    return Settings.from_env(default_home=Path(__file__).resolve().parents[3])
+
+
+def _run_folder(dag_id: str, run_id: str) -> Path:
+    try:
+        folder = run_dir_for(_settings().runs_dir, dag_id, run_id)
+    except RunParameterError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from exc
+    return folder
+
+
+def approved_model_text(settings: Settings, provider_id: str, pipeline: str) -> str:
+    """The provider's current approved model of the pipeline, from its registry; never waits long,
+    and a damaged or unreadable warehouse is named for what it is."""
+    from batchops.models import find_approved_model
+
+    quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
+    try:
+        model = find_approved_model(quick, provider_id, pipeline, date(9999, 12, 31))
+    except WarehouseBusyError:
+        return "warehouse busy (a run is writing); reload"
+    except WarehouseDamagedError as exc:
+        return f"warehouse file damaged: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one provider's trouble must not break the page
+        return f"registry unreadable ({type(exc).__name__}: {exc})"
+    if model is None:
+        return "none approved yet"
+    auc = f"{model.roc_auc:.3f}" if model.roc_auc is not None else "?"
+    return f"{model.model_id} (AUC {auc}, trained on {model.training_snapshot})"
+
+
+def next_runs(dag_ids: list[str]) -> dict[str, str]:
+    """Next scheduled run of each DAG from Airflow's metadata DB (api-server process only)."""
+    try:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            found = session.execute(select(DagModel.dag_id, DagModel.next_dagrun_create_after, DagModel.is_paused)
+                                    .where(DagModel.dag_id.in_(dag_ids))).all()
+    except Exception:  # noqa: BLE001 - the page stays useful without the metadata DB
+        return {}
+    return {dag_id: ("paused" if paused else (str(after)[:16] if after else "not scheduled"))
+            for dag_id, after, paused in found}
+
+
+def run_folders(dag_folder: Path) -> list[Path]:
+    """The DAG's run folders, oldest first; links and other entries that are not folders are skipped."""
+    try:
+        entries = list(os.scandir(dag_folder))
+    except FileNotFoundError:
+        return []
+    folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+    return [Path(entry.path) for entry in sorted(folders, key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)]
+
+
+def latest_run_cells(dag_folder: Path) -> dict[str, Any]:
+    """Last run, its outcome, snapshot, DQ verdict, rows scored, and the earlier runs' ids."""
+    runs = []
+    for folder in run_folders(dag_folder):
+        try:
+            plan = safe_files.read_json(folder, "plan.json")
+        except UnsafeArtifactError:
+            continue
+        if isinstance(plan, dict) and "run_id" in plan:
+            runs.append((folder, plan))
+    if not runs:
+        return {}
+    latest, plan = runs[-1]
+    cells: dict[str, Any] = {"run_id": str(plan["run_id"]), "snapshot_date": plan.get("snapshot_date", "-"),
+                             "earlier_runs": [str(p["run_id"]) for _, p in runs[-EARLIER_RUNS - 1:-1][::-1]]}
+    try:
+        outcome = outcome_of(safe_files.read_text(latest, "run_summary.md"))[0]
+        cells["outcome"] = "running" if outcome == "RUNNING" else outcome
+        dq = safe_files.read_json(latest, "dq_report.json")
+        cells["dq"] = ("PASSED" if dq.get("passed") is True else "FAILED") if isinstance(dq, dict) else "-"
+        scored = [e for e in parse_events(safe_files.read_tail_lines(latest, "logs.jsonl") or [])
+                  if e.get("event") == "score_finished"]
+        cells["rows_scored"] = scored[-1].get("rows", "-") if scored else "-"
+    except UnsafeArtifactError as exc:
+        cells["outcome"] = f"artifact refused: {exc}"
+    return cells
+
+
+def overview_rows(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per provider x pipeline from the configs, the run folders, the registry and the scheduler.
+    Each row is built on its own: a provider whose warehouse or artifacts are damaged shows why in its
+    cells, and the other rows are unaffected."""
+    from batchops.config import load_config_set
+
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    pairs = config_set.dag_pairs()
+    scheduled = next_runs([f"{p.provider_id}__{q.pipeline_id}" for p, q in pairs])
+    rows = []
+    for provider, pipeline in pairs:
+        dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
+        row: dict[str, Any] = {"dag_id": dag_id, "next_run": scheduled.get(dag_id, "-"),
+                               "approved_model": approved_model_text(settings, provider.provider_id,
+                                                                     pipeline.model_pipeline)}
+        try:
+            row.update(latest_run_cells(settings.runs_dir / dag_id))
+        except Exception as exc:  # noqa: BLE001 - one provider's trouble must not break the page
+            row["outcome"] = f"run folders unreadable ({type(exc).__name__}: {exc})"
+        rows.append(row)
+    return rows, [str(issue) for issue in config_set.issues]
+
+
+def create_app() -> FastAPI:
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    app = FastAPI(title="BatchOps", description="BatchOps run artifacts and provider health")
+    read_dag = Depends(requires_access_dag(method="GET"))
+
+    @app.get("/", response_class=HTMLResponse, dependencies=[read_dag])
+    def overview() -> str:
+        rows, errors = overview_rows(_settings())
+        return render_overview(rows, errors)
+
+    @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[read_dag])
+    def run_page(dag_id: str, run_id: str) -> str:
+        if "__" not in dag_id:
+            return render_not_batchops(dag_id)
+        folder = _run_folder(dag_id, run_id)
+        if not folder.is_dir() or folder.is_symlink():
+            raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}")
+        try:
+            with safe_files.open_artifact(folder, "plan.json"):
+                pass
+        except (FileNotFoundError, UnsafeArtifactError) as exc:
+            raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}") from exc
+        return render_run_page(dag_id, run_id, folder)
+
+    @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
+    def run_file(dag_id: str, run_id: str, name: str) -> StreamingResponse:
+        if name not in DOWNLOADABLE:
+            raise HTTPException(status_code=404, detail=f"{name!r} is not a BatchOps artifact")
+        folder = _run_folder(dag_id, run_id)
+        try:
+            blocks = safe_files.stream(folder, name)
+        except FileNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=f"{name} not found for this run") from exc
+        except (UnsafeArtifactError, NotADirectoryError) as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if name.endswith(".jsonl"):
+            media_type = "application/x-ndjson"
+        return StreamingResponse(blocks, media_type=media_type,
+                                 headers={"X-Content-Type-Options": "nosniff",
+                                          "Content-Disposition": f'inline; filename="{Path(name).name}"'})
+
+    return app

@@ -1,0 +1,99 @@
+"""Every BatchOps page rendered with hostile strings in every field: no tag, attribute or script of
+the input survives as markup. Pure rendering, no Airflow."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from markupsafe import escape
+
+from batchops.ui.pages import render_not_batchops, render_overview, render_run_page
+
+PAYLOADS = [
+    'x"><script>alert(document.domain)</script>',
+    "x' onmouseover='alert(1)",
+    "<img src=x onerror=alert(2)>",
+    "</pre><svg onload=alert(3)>",
+    "javascript:alert(4)//",
+    "{{ 7*7 }}{% raw %}",
+]
+# What our templates emit; anything else came from the input.
+OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h2", "h3", "p", "code", "div", "b", "table", "tr", "th",
+            "td", "span", "img", "a", "pre", "ul", "li"}
+
+
+class Markup(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def assert_inert(page: str, payload: str) -> None:
+    parser = Markup()
+    parser.feed(page)
+    for tag, attributes in parser.tags:
+        assert tag in OUR_TAGS, f"input became a <{tag}> tag"
+        assert not any(name.startswith("on") for name in attributes), f"input added an event handler to <{tag}>"
+        assert set(attributes) <= {"class", "href", "src", "alt", "charset", "lang"}, (tag, attributes)
+        for name in ("href", "src"):
+            if attributes.get(name) is not None:
+                assert attributes[name].startswith("/batchops/"), attributes[name]
+        if "class" in attributes:
+            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "pass",
+                                                        "fail", "refused"}, attributes["class"]
+    assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
+
+
+def hostile_run_folder(folder: Path, payload: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "run_summary.md").write_text(f"# Run summary: {payload}\n\n**{payload}**\n\n{payload}\n")
+    check = {"passed": False, "entity": payload, "column": payload, "check": payload, "observed": payload,
+             "threshold": payload, "detail": payload}
+    (folder / "dq_report.json").write_text(json.dumps({"passed": payload, "checks": [check]}))
+    (folder / "metrics.json").write_text(json.dumps({
+        "model_id": payload, "roc_auc": payload, "accuracy": 0.5, "pr_auc": payload, "brier": payload,
+        "promotion": {"status": payload, "reason": payload, "champion": {"model_id": payload}}}))
+    (folder / "plan.json").write_text(json.dumps({
+        "run_id": payload, "snapshot_date": payload, "snapshot_date_source": payload,
+        "stages": [{"stage": payload}], "files": {payload: {"sha256": payload}}}))
+    (folder / "predictions").mkdir()
+    quoted = '"' + payload.replace('"', '""') + '"'
+    (folder / "predictions" / "predictions.csv").write_text(f"{quoted},score\n{quoted},{quoted}\n")
+    (folder / "logs.jsonl").write_text(json.dumps({"stage": payload, "event": payload, "error": payload}) + "\n")
+    (folder / "roc_curve.png").write_bytes(b"\x89PNG")
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_run_page_with_hostile_strings_in_every_field(tmp_path, payload):
+    folder = tmp_path / "run"
+    hostile_run_folder(folder, payload)
+    page = render_run_page("provider_a__propensity_model", payload, folder)
+    assert_inert(page, payload)
+    assert page.count('class="banner unknown"') == 1  # the outcome text never becomes a class
+    assert str(escape(payload)) in page  # the text is shown, escaped, not dropped
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_overview_with_hostile_strings_in_every_field(payload):
+    row = {key: payload for key in ("outcome", "snapshot_date", "dq", "approved_model", "rows_scored", "next_run")}
+    page = render_overview([{"dag_id": "provider_a__propensity_model", "run_id": payload, "earlier_runs": [payload],
+                             **row}], [payload])
+    assert_inert(page, payload)
+    assert 'href="/batchops/runs/provider_a__propensity_model/' in page
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_not_a_batchops_dag_page_with_a_hostile_dag_id(payload):
+    assert_inert(render_not_batchops(payload), payload)
+
+
+def test_the_check_catches_an_unescaped_page():
+    """The assertion above must be able to fail: raw interpolation is caught."""
+    with pytest.raises(AssertionError):
+        assert_inert(f'<div class="banner {PAYLOADS[0]}"></div>', PAYLOADS[0])
