@@ -17,7 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from batchops.errors import BatchOpsError  # noqa: E402
 from batchops.settings import Settings  # noqa: E402
 from batchops.stages.ingest import ingest  # noqa: E402
+from batchops.stages.load import load  # noqa: E402
 from batchops.stages.validate import validate  # noqa: E402
+from batchops.warehouse import open_warehouse  # noqa: E402
 
 from conftest import make_drop, run_context  # noqa: E402
 
@@ -35,6 +37,47 @@ def attempt(stage, ctx) -> str:
     return "no error"
 
 
+def fill(folder: Path) -> Path:
+    """Fill the file system of folder to the last block; returns the filler file to delete later."""
+    filler = folder / "filler"
+    try:
+        with filler.open("wb", buffering=0) as handle:
+            while True:
+                handle.write(b"\0" * 4096)
+    except OSError:
+        pass
+    return filler
+
+
+def warehouse_tables(settings: Settings) -> dict[str, list]:
+    with open_warehouse(settings, "provider_a") as warehouse:
+        tables = [row[0] for row in warehouse.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        return {table: list(warehouse.execute(f'SELECT count(*), sum(hash(t)) FROM "{table}" t').fetchone())
+                for table in sorted(tables)}
+
+
+def main_warehouse(home: Path) -> None:
+    """warehouse/ on a small tmpfs: one snapshot loads, then the disk fills and the next load fails."""
+    from datetime import date
+
+    settings = Settings.from_env(default_home=home, env={})
+    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(settings.warehouse_dir)], check=True)
+    make_drop(settings, "provider_a", customers=300)
+    first = run_context(settings)
+    ingest(first)
+    load(first)
+    before = warehouse_tables(settings)
+    make_drop(settings, "provider_a", date(2026, 2, 2), customers=3000, seed=5)
+    second = run_context(settings, snapshot=date(2026, 2, 2), run_id="manual__second")
+    ingest(second)
+    filler = fill(settings.warehouse_dir)
+    full = attempt(load, second)
+    filler.unlink()
+    after = warehouse_tables(settings)
+    print(json.dumps({"full": full, "before": before, "after": after}))
+
+
 def main(home: Path) -> None:
     settings = Settings.from_env(default_home=home, env={})
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -45,13 +88,7 @@ def main(home: Path) -> None:
     validate(ctx)
     before = artifacts(ctx.run_dir)
 
-    filler = settings.runs_dir / "filler"
-    try:  # fill the disk to the last block
-        with filler.open("wb", buffering=0) as handle:
-            while True:
-                handle.write(b"\0" * 4096)
-    except OSError:
-        pass
+    filler = fill(settings.runs_dir)
     full = {"ingest": attempt(ingest, ctx), "validate": attempt(validate, ctx)}
     after_full = artifacts(ctx.run_dir)
     filler.unlink()
@@ -64,4 +101,4 @@ def main(home: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (main_warehouse if sys.argv[2:] == ["warehouse"] else main)(Path(sys.argv[1]))

@@ -487,30 +487,71 @@ def test_corrupt_scanned_statement_fails_ingest_and_names_the_file(home, bad_inp
     bad_input.record("OCR", "corrupt scanned PDF delivered by provider_c (through ingest)", outcome, home=home.home)
 
 
-# ---------------------------------------------------------------- security: CSV (formula) injection
-FORMULA_IDS = ["=1+1", " =2+2", "\u00a0=3+3", "\uff1d3+3", "\uff0b4", "\uff0d5", "\uff20SUM(A1)", "+4", "-5", "@SUM(A1)",
-               "\t=6", "\r=7", "\n=8", "\u3000=9", "\u2212 10", "\tplain", "\rplain"]
-PLAIN_IDS = ["C000123", "000042", "a=b", "x+1", "mail@example", "  C77", "C-1"]
+# ---------------------------------------------------------------- data: layouts that used to give unclear messages
+def test_cr_only_line_endings(home, bad_input):
+    path = landing(home, "customers")
+    deliver(path, path.read_text().replace("\n", "\r"))
+    outcome = bad_drop_outcome(home)
+    assert "customers.csv: lines end with a carriage return only" in outcome and "LF or CRLF" in outcome
+    bad_input.record("data", "CR-only line endings (old Mac export)", outcome, home=home.home)
 
 
-def test_predictions_csv_neutralises_every_formula_form(tmp_path, bad_input):
-    """OWASP CSV injection: = + - @ (and full-width forms), after leading blanks, or a leading tab/CR/LF."""
-    import csv
-    from datetime import date as day
+def test_header_field_longer_than_the_csv_field_limit(home, bad_input):
+    path = landing(home, "customers")
+    rewrite_lines(path, lambda lines: ['"' + "h" * 200_000 + '",' + lines[0]] + ["x," + line for line in lines[1:]])
+    outcome = bad_drop_outcome(home)
+    assert "customers.csv: line 1 (the header) cannot be read as column names" in outcome and "Fix the file" in outcome
+    bad_input.record("data", "a header field over 128 KB", outcome, home=home.home)
 
-    import pandas as pd
 
-    from batchops.stages.score import _write_predictions
+def test_header_names_that_differ_only_in_case(home, bad_input):
+    path = landing(home, "customers")
+    rewrite_lines(path, lambda lines: [lines[0] + ",AGE"] + [line + ",40" for line in lines[1:]])
+    outcome = bad_drop_outcome(home)
+    assert "differ only in case: 'age' and 'AGE'" in outcome and "rename or drop one" in outcome
+    bad_input.record("data", "header names that differ only in case (age, AGE)", outcome, home=home.home)
 
-    ids = FORMULA_IDS + PLAIN_IDS
-    frame = pd.DataFrame({"customer_id": ids, "score": 0.5, "snapshot_date": day(2026, 2, 1), "model_id": "m"})
-    with duckdb.connect() as connection:
-        _write_predictions(connection, frame, tmp_path)
-    with (tmp_path / "predictions.csv").open(newline="", encoding="utf-8") as handle:
-        written = [row["customer_id"] for row in csv.DictReader(handle)]
-    assert written[:len(FORMULA_IDS)] == ["'" + value for value in FORMULA_IDS]
-    assert written[len(FORMULA_IDS):] == PLAIN_IDS
-    assert pd.read_parquet(tmp_path / "predictions.parquet")["customer_id"].tolist() == ids  # data itself unchanged
-    bad_input.record("security", "formula-like customer ids (leading space, full-width, tab/CR/LF) in predictions.csv",
-                     f"{len(FORMULA_IDS)} forms prefixed with ' in the CSV (OWASP rule set); ids like 'a=b' and "
-                     "'C-1' unchanged; Parquet and warehouse keep the exact ids", kept="ids exact in Parquet")
+
+def test_trailing_delimiter_on_every_line_is_read(home, bad_input):
+    path = landing(home, "transactions")
+    rewrite_lines(path, lambda lines: [line + "," for line in lines])
+    outcome = bad_drop_outcome(home)
+    assert outcome.startswith("accepted")
+    report = json.loads((run_dir_for(home.runs_dir, "provider_a__propensity_model", "manual__bad")
+                         / "ingest_report.json").read_text())
+    assert report["entities"]["transactions"]["unmapped_source_columns"] == ["_unnamed_column_6"]
+    assert report["entities"]["transactions"]["rejected_rows"] == 0
+    bad_input.record("data", "trailing delimiter on every line (spreadsheet export)",
+                     f"{outcome}; the unnamed last column is reported as unmapped (_unnamed_column_6) and ignored",
+                     kept="earlier snapshot unchanged; the new one loaded")
+
+
+def test_nul_byte_inside_a_header_name(home, bad_input):
+    path = landing(home, "customers")
+    deliver(path, path.read_bytes().replace(b"region", b"reg\x00ion", 1))
+    outcome = bad_drop_outcome(home)
+    assert "customers.csv: line 1 (the header) has a NUL byte at byte" in outcome and "'customer_id,signup_date,reg'" in outcome
+    bad_input.record("data", "NUL byte inside a header name", outcome, home=home.home)
+
+
+def test_utf16_file(home, bad_input):
+    path = landing(home, "customers")
+    deliver(path, path.read_text().encode("utf-16"))
+    outcome = bad_drop_outcome(home)
+    assert "customers.csv: the file is UTF-16 encoded; re-export it as UTF-8" in outcome
+    bad_input.record("data", "UTF-16 file", outcome, home=home.home)
+
+
+@pytest.mark.parametrize("case", ["symlink loop", "dangling symlink"])
+def test_landing_symlink_that_leads_nowhere(home, bad_input, case):
+    path = landing(home, "customers")
+    path.unlink()
+    if case == "symlink loop":
+        path.symlink_to(path.name)
+        expected = "is a symbolic link that loops"
+    else:
+        path.symlink_to(path.parent / "gone.csv")
+        expected = "gone.csv, which does not exist"
+    outcome = bad_drop_outcome(home)
+    assert f"landing file {path}" in outcome and expected in outcome
+    bad_input.record("data", case, outcome, home=home.home)

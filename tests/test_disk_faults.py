@@ -15,11 +15,11 @@ from conftest import REPO
 SCENARIO = Path(__file__).with_name("disk_fault_scenario.py")
 
 
-def run_scenario(home: Path) -> dict:
+def run_scenario(home: Path, *mode: str) -> dict:
     for folder in ("configs", "pipelines", "sql"):
         shutil.copytree(REPO / "include" / folder, home / "include" / folder)
     done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", sys.executable, str(SCENARIO),
-                           str(home)], capture_output=True, text=True, timeout=300)
+                           str(home), *mode], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -44,3 +44,12 @@ def test_full_disk_and_read_only_runs_folder_fail_clearly_and_keep_earlier_artif
                      f"validate: {result['full']['validate']}", kept="every earlier artifact byte-identical")
     bad_input.record("faults", "runs/ not writable (read-only)", result["read_only"]["validate"],
                            kept="every earlier artifact byte-identical")
+
+
+def test_full_warehouse_disk_names_the_folder_to_free_and_keeps_stored_rows(tmp_path, bad_input):
+    result = run_scenario(tmp_path / "home", "warehouse")
+    assert result["full"].startswith("WarehouseError: the disk holding the warehouse"), result["full"]
+    assert "free space in" in result["full"] and "stored data is unchanged" in result["full"]
+    assert result["after"] == result["before"]
+    bad_input.record("faults", "warehouse disk full during load", result["full"].replace(str(tmp_path), "$TMP"),
+                     kept="every warehouse table unchanged (count and content hash)")

@@ -167,7 +167,28 @@ def test_scoring_without_an_approved_model_fails_clearly(stack, bad_input):
     assert "Run the DAG provider_b__propensity_model" in output
     summary = (run_dir / "run_summary.md").read_text()
     assert summary.startswith("# Run summary: FAILED") and "| wait_for_model | failed |" in summary
+    assert "wait_for_model: AirflowSensorTimeout: no approved model" in summary  # the cause, not "see the task log"
     assert not (run_dir / "predictions").exists()
     message = next(line for line in output.splitlines() if "appeared within" in line).strip()
     bad_input.record("model", "no approved model (sensor timeout)", f"wait_for_model fails: {message}",
                      kept="no predictions written; summary says FAILED")
+
+
+def test_a_missing_model_file_found_by_the_sensor_is_named_in_the_summary(stack, bad_input):
+    from batchops.models import find_approved_model
+
+    approved = find_approved_model(stack.settings, "provider_a", "propensity_model", date(2026, 2, 2))
+    kept = approved.path.read_bytes()
+    approved.path.unlink()
+    try:
+        code, output, run_dir = stack.dags_test("provider_a__propensity_scoring", "2026-02-02")
+    finally:
+        approved.path.write_bytes(kept)
+    assert code != 0
+    summary = (run_dir / "run_summary.md").read_text()
+    assert "| wait_for_model | failed |" in summary
+    cause = summary.split("**")[1]
+    assert f"wait_for_model: ModelIntegrityError: model {approved.model_id}" in cause and "is missing" in cause
+    bad_input.record("model", "approved model's file missing when wait_for_model looks",
+                     f"run_summary.md: {cause}".replace(str(stack.settings.home), "$BATCHOPS_HOME"),
+                     kept="no predictions written; summary names the error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from datetime import date, timedelta
 
@@ -172,14 +173,72 @@ def test_sanity_checks_refuse_bad_predictions(ids, scores, expected, message):
         sanity_check(ids, np.array(scores, dtype=float), expected)
 
 
+# OWASP CSV injection: = + - @ (and full-width forms), after leading blanks, or a leading tab/CR/LF.
+FORMULA_IDS = ["=cmd|'/c calc'!A1", "+1", "-2", "@x", " =2+2", "\u00a0=3+3", "\uff1d3+3", "\uff0b4", "\uff0d5",
+               "\uff20SUM(A1)", "\t=6", "\r=7", "\n=8", "\u3000=9", "\u2212 10", "\tplain", "\rplain"]
+PLAIN_IDS = ["C000123", "000042", "a=b", "x+1", "mail@example", "  C77", "C-1"]
+
+
 def test_formula_like_ids_do_not_become_spreadsheet_formulas(tmp_path, bad_input):
-    frame = pd.DataFrame({"customer_id": ["=cmd|'/c calc'!A1", "+1", "-2", "@x", "C1"], "score": [0.1] * 5,
-                          "snapshot_date": date(2026, 2, 1), "model_id": "m"})
+    import csv
+
+    ids = FORMULA_IDS + PLAIN_IDS
+    frame = pd.DataFrame({"customer_id": ids, "score": 0.1, "snapshot_date": date(2026, 2, 1), "model_id": "m"})
     with duckdb.connect() as con:
         _write_predictions(con, frame, tmp_path)
-    csv_ids = pd.read_csv(tmp_path / "predictions.csv", dtype=str)["customer_id"].tolist()
-    assert csv_ids == ["'=cmd|'/c calc'!A1", "'+1", "'-2", "'@x", "C1"]
-    assert pd.read_parquet(tmp_path / "predictions.parquet")["customer_id"].tolist()[0] == "=cmd|'/c calc'!A1"
-    bad_input.record("output", "customer ids starting with = + - @", f"predictions.csv holds {csv_ids[:4]} "
-                     "(a leading ' keeps spreadsheets from running them); the Parquet keeps the raw id",
-                     kept="ids unchanged in the warehouse and Parquet")
+    with (tmp_path / "predictions.csv").open(newline="", encoding="utf-8") as handle:
+        csv_ids = [row["customer_id"] for row in csv.DictReader(handle)]
+    assert csv_ids[:len(FORMULA_IDS)] == ["'" + value for value in FORMULA_IDS]
+    assert csv_ids[len(FORMULA_IDS):] == PLAIN_IDS
+    assert pd.read_parquet(tmp_path / "predictions.parquet")["customer_id"].tolist() == ids
+    bad_input.record("output", "customer ids that start like a formula (= + - @, after blanks, full-width, tab/CR/LF)",
+                     f"predictions.csv prefixes all {len(FORMULA_IDS)} forms with ' (OWASP rule set), e.g. "
+                     f"{[csv_ids[4], csv_ids[6]]}; ids such as 'a=b', 'C-1' stay as they are; the Parquet and "
+                     "warehouse keep the raw id", kept="ids unchanged in the warehouse and Parquet")
+
+
+def test_a_warehouse_moved_to_another_folder_still_trains_and_scores(project, tmp_path, bad_input):
+    """Registry paths are relative to the model store: a warehouse copied elsewhere (compose's /opt/airflow,
+    a restore to another disk) keeps its champion comparison and scoring."""
+    import dataclasses
+    import shutil
+
+    ctx = prepare(project)
+    first = train(ctx)["model_id"]
+    moved = tmp_path / "other_disk" / "warehouse"
+    shutil.copytree(project.warehouse_dir, moved)
+    shutil.rmtree(project.warehouse_dir)  # the old place is gone
+    settings = dataclasses.replace(project, warehouse_dir=moved)
+    moved_ctx = type(ctx)(ctx.dag_id, "manual__moved", ctx.provider, ctx.pipeline, ctx.snapshot_date, settings)
+    retrained = train(moved_ctx)  # loads the champion from its new place to compare on the holdout
+    metrics = json.loads((moved_ctx.run_dir / "metrics.json").read_text())
+    assert metrics["promotion"]["champion"]["model_id"] == first
+    assert "roc_auc_on_holdout" in metrics["promotion"]["champion"]
+    assert score(moved_ctx)["model_id"] in (first, retrained["model_id"])
+    bad_input.record("model", "warehouse moved to another folder (BATCHOPS_WAREHOUSE_DIR changed)",
+                     f"train compared with champion {first[:40]}... at its new place and scoring used "
+                     f"{score(moved_ctx)['model_id'][:40]}...", kept="registry and models intact")
+
+
+def test_registries_with_absolute_paths_are_migrated_on_open(project):
+    ctx = prepare(project)
+    model_id = train(ctx)["model_id"]
+    with open_warehouse(project, "provider_a") as warehouse:  # as written before paths were relative
+        warehouse.execute("UPDATE model_registry SET path = ? WHERE model_id = ?",
+                          [f"/old/home/warehouse/models/provider_a/{model_id}/model.pkl", model_id])
+    model = find_approved_model(project, "provider_a", "propensity_model", SNAPSHOT)
+    assert model.path == project.model_store("provider_a") / model_id / "model.pkl"
+    assert load_verified_model(project, "provider_a", model) is not None
+    with open_warehouse(project, "provider_a") as warehouse:
+        stored = warehouse.execute("SELECT path FROM model_registry WHERE model_id = ?", [model_id]).fetchone()[0]
+    assert stored == f"{model_id}/model.pkl"
+
+
+def test_a_registry_path_that_climbs_out_of_the_store_is_refused(project):
+    ctx = prepare(project)
+    model_id = train(ctx)["model_id"]
+    with open_warehouse(project, "provider_a") as warehouse:
+        warehouse.execute("UPDATE model_registry SET path = '../../../run/model.pkl' WHERE model_id = ?", [model_id])
+    model = find_approved_model(project, "provider_a", "propensity_model", SNAPSHOT)
+    with pytest.raises(ModelIntegrityError, match="outside the model store"):
+        load_verified_model(project, "provider_a", model)

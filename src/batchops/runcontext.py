@@ -100,4 +100,4 @@ class RunContext:
         return self.provider.landing_dir(self.settings.data_dir, self.snapshot_date)
 
     def logger(self, stage: str) -> RunLogger:
-        return RunLogger(self.run_dir / "logs.jsonl", stage)
+        return RunLogger(self.run_dir / "logs.jsonl", stage, self.settings.run_log_max_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -21,12 +22,24 @@ _python_log = logging.getLogger("batchops")
 HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
-class RunLogger:
-    """Appends events for one stage; each line is written with a single O_APPEND write."""
+DEFAULT_MAX_BYTES = 16 << 20
 
-    def __init__(self, path: Path, stage: str):
+
+def rotated(path: Path) -> Path:
+    """Where the older events go when a run's log reaches its cap: logs.jsonl -> logs.1.jsonl."""
+    return path.with_name(f"{path.stem}.1{path.suffix}")
+
+
+class RunLogger:
+    """Appends events for one stage; each line is written with a single O_APPEND write.
+
+    A run's log is capped: once it holds max_bytes, it moves to logs.1.jsonl (replacing an older one)
+    and a new logs.jsonl starts, so a runaway stage cannot fill the disk or slow every reader."""
+
+    def __init__(self, path: Path, stage: str, max_bytes: int = DEFAULT_MAX_BYTES):
         self.path = path
         self.stage = stage
+        self.max_bytes = max_bytes
 
     def event(self, event: str, level: str = "INFO", **fields: Any) -> None:
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level,
@@ -35,7 +48,7 @@ class RunLogger:
         _python_log.log(logging.getLevelName(level), "%s %s %s", self.stage, event, fields)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            descriptor = self._open_with_room(len(line))
             try:
                 size = os.fstat(descriptor).st_size
                 if size and os.pread(descriptor, 1, size - 1) != b"\n":
@@ -47,6 +60,25 @@ class RunLogger:
             from batchops.artifacts import explain_os_error
 
             raise explain_os_error(self.path, exc) from exc
+
+    def _open_with_room(self, line_bytes: int) -> int:
+        """The log's descriptor; when the line would pass the cap, rotate first (one process does it:
+        the others see that the file they hold is no longer the one at the path, and reopen)."""
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(descriptor).st_size
+            if size == 0 or size + line_bytes <= self.max_bytes:
+                return descriptor
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                current = os.stat(self.path)
+                held = os.fstat(descriptor)
+                if (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev) and held.st_size > 0:
+                    os.replace(self.path, rotated(self.path))
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(descriptor)  # also releases the flock
 
     @contextmanager
     def timed(self, event: str, **fields: Any) -> Iterator[dict[str, Any]]:
@@ -65,13 +97,14 @@ class RunLogger:
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
-    """Read logs.jsonl, skipping a torn last line left by a killed process."""
-    if not path.exists():
-        return []
+    """Read logs.jsonl (after its rotated part, if any), skipping torn lines left by a killed process."""
     events = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
+    for part in (rotated(path), path):
+        if not part.exists():
             continue
+        for line in part.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
     return events

@@ -22,6 +22,8 @@ class Settings:
     duckdb_memory_limit: str | None = None
     duckdb_threads: int | None = None
     warehouse_lock_timeout_seconds: float = 1800.0
+    run_log_max_bytes: int = 16 << 20
+    backup_retention: int = 7
 
     @classmethod
     def from_env(cls, default_home: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -32,7 +34,6 @@ class Settings:
         def folder(variable: str, default: str) -> Path:
             return (home / env.get(variable, default)).resolve()
 
-        threads = env.get("BATCHOPS_DUCKDB_THREADS")
         return cls(
             home=home,
             config_dir=folder("BATCHOPS_CONFIG_DIR", "include/configs"),
@@ -42,9 +43,29 @@ class Settings:
             warehouse_dir=folder("BATCHOPS_WAREHOUSE_DIR", "warehouse"),
             data_dir=folder("BATCHOPS_DATA_DIR", "data"),
             duckdb_memory_limit=env.get("BATCHOPS_DUCKDB_MEMORY_LIMIT") or None,
-            duckdb_threads=int(threads) if threads else None,
-            warehouse_lock_timeout_seconds=float(env.get("BATCHOPS_WAREHOUSE_LOCK_TIMEOUT", "1800")),
+            duckdb_threads=_number(env, "BATCHOPS_DUCKDB_THREADS", None, int, minimum=1),
+            warehouse_lock_timeout_seconds=_number(env, "BATCHOPS_WAREHOUSE_LOCK_TIMEOUT", 1800.0, float, minimum=0),
+            run_log_max_bytes=_number(env, "BATCHOPS_RUN_LOG_MAX_BYTES", 16 << 20, int, minimum=4096),
+            backup_retention=_number(env, "BATCHOPS_BACKUP_RETENTION", 7, int, minimum=1),
         )
 
     def model_store(self, provider_id: str) -> Path:
         return self.warehouse_dir / "models" / provider_id
+
+    def backup_dir(self, provider_id: str) -> Path:
+        return self.warehouse_dir / "backups" / provider_id
+
+
+def _number(env: Mapping[str, str], variable: str, default, kind, minimum):
+    """A numeric setting; a value that is not a number stops with the variable's name, not a traceback."""
+    raw = env.get(variable)
+    if raw in (None, ""):
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise ValueError(f"environment variable {variable}={raw!r} must be a {'whole ' if kind is int else ''}"
+                         f"number >= {minimum}; fix or unset it")
+    return value

@@ -53,7 +53,7 @@ def run_logger_for(context: dict[str, Any], settings: Settings) -> RunLogger:
     from batchops.artifacts import run_dir_for
 
     run_dir = run_dir_for(settings.runs_dir, context["dag"].dag_id, context["run_id"])
-    return RunLogger(run_dir / "logs.jsonl", context["ti"].task_id)
+    return RunLogger(run_dir / "logs.jsonl", context["ti"].task_id, settings.run_log_max_bytes)
 
 
 def fail_without_retry(task_id: str, exc: BatchOpsError) -> BaseException:

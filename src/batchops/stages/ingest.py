@@ -31,6 +31,15 @@ WRITE_FAILURES = {"No space left": "the disk is full; free space",
 def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
     """The entity's file for this snapshot, refusing anything that resolves outside the data folder."""
     path = ctx.landing_dir / spec.file
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except FileNotFoundError:
+            raise InputDataError(f"{entity}: landing file {path} is a symbolic link to {os.readlink(path)}, which "
+                                 "does not exist; deliver the file itself there") from None
+        except (RuntimeError, OSError) as exc:  # RuntimeError: Python 3.11's report of a symlink loop
+            raise InputDataError(f"{entity}: landing file {path} is a symbolic link that loops ({exc}); replace "
+                                 "it with the file itself") from None
     if not path.exists():
         raise InputDataError(
             f"{entity}: landing file {path} does not exist. Expected the provider's {spec.file} for snapshot "
@@ -44,28 +53,68 @@ def landing_file(ctx: RunContext, entity: str, spec: EntitySpec) -> Path:
     return resolved
 
 
-def read_header(path: Path, spec: EntitySpec) -> list[str]:
-    """Source column names from the first line, with the configured delimiter and quote."""
+HEADER_READ_LIMIT = 1 << 20
+# Placeholder for a header cell with no name (a trailing delimiter on every line, as spreadsheets export):
+# the column is read, reported as unmapped, and ignored.
+UNNAMED_COLUMN = "_unnamed_column_{position}"
+
+
+def _header_line(path: Path) -> str:
+    """The first line, decoded; refuses the encodings and line ends that would misread the header."""
     with path.open("rb") as handle:
-        first_bytes = handle.readline(1 << 20)  # bytes: a bad byte further down is the reader's business
+        first_bytes = handle.readline(HEADER_READ_LIMIT)  # bytes: a bad byte further down is the reader's business
+    if first_bytes.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputDataError(f"{path}: the file is UTF-16 encoded; re-export it as UTF-8")
+    if b"\x00" in first_bytes:
+        position = first_bytes.index(b"\x00")
+        raise InputDataError(f"{path}: line 1 (the header) has a NUL byte at byte {position + 1}, after "
+                             f"{first_bytes[:position][-40:].decode('utf-8', 'replace')!r}; the file is binary or "
+                             "damaged. Re-export it as plain UTF-8 text")
     try:
         first_line = first_bytes.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputDataError(f"{path}: the header line is not UTF-8 ({exc.reason} at byte {exc.start}); "
                              "re-export the file as UTF-8") from exc
+    if "\r" in first_line.rstrip("\r\n"):
+        raise InputDataError(f"{path}: lines end with a carriage return only (CR, an old Mac export), so the whole "
+                             "file reads as one line; re-export it with LF or CRLF line ends")
+    if len(first_bytes) >= HEADER_READ_LIMIT and not first_line.endswith("\n"):
+        raise InputDataError(f"{path}: line 1 (the header) is longer than {HEADER_READ_LIMIT:,} bytes; "
+                             "expected a header line of column names. Check the file's line ends and format")
+    return first_line
+
+
+def read_header(path: Path, spec: EntitySpec) -> list[str]:
+    """Source column names from the first line, with the configured delimiter and quote."""
+    first_line = _header_line(path)
     if not first_line.strip():
         raise InputDataError(f"{path}: the file is empty; expected a header line with columns "
                              f"{[c.source for c in spec.columns.values()]}")
-    header = next(csv.reader([first_line.rstrip("\r\n")], delimiter=spec.csv.delimiter, quotechar=spec.csv.quote))
+    try:
+        header = next(csv.reader([first_line.rstrip("\r\n")], delimiter=spec.csv.delimiter,
+                                 quotechar=spec.csv.quote))
+    except csv.Error as exc:
+        raise InputDataError(f"{path}: line 1 (the header) cannot be read as column names ({exc}); a header "
+                             "name that long or broken means the file is not in the configured layout "
+                             f"(delimiter {spec.csv.delimiter!r}, quote {spec.csv.quote!r}). Fix the file") from exc
     header = [name.strip() for name in header]
     if len(header) == 1:
         found = [d for d in (",", ";", "\t", "|") if d != spec.csv.delimiter and d in first_line]
         if found:
             raise InputDataError(f"{path}: header has one column but contains {found[0]!r}; the provider config "
                                  f"says delimiter {spec.csv.delimiter!r}. Fix csv.delimiter or the file.")
+    header = [name or UNNAMED_COLUMN.format(position=position) for position, name in enumerate(header, 1)]
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
         raise InputDataError(f"{path}: header repeats column(s) {duplicates}; each column name must be unique")
+    by_case = {}
+    for name in header:
+        by_case.setdefault(name.lower(), []).append(name)
+    alike = [names for names in by_case.values() if len(names) > 1]
+    if alike:
+        raise InputDataError(f"{path}: header has columns that differ only in case: "
+                             f"{'; '.join(' and '.join(map(repr, names)) for names in alike)}. Column names are "
+                             "matched without regard to case; rename or drop one of each and re-deliver")
     return header
 
 
