@@ -1,12 +1,15 @@
-"""`python -m batchops validate`: check every provider and pipeline file, print `file: field: reason`."""
+"""`python -m batchops`: validate configs; back up, restore or rebuild a provider's warehouse."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import date
 from pathlib import Path
 
 from batchops.config import load_config_set
+from batchops.errors import BatchOpsError
 from batchops.settings import Settings
 
 
@@ -24,13 +27,59 @@ def validate_command(settings: Settings) -> int:
     return 0
 
 
+def maintenance_command(settings: Settings, args: argparse.Namespace) -> int:
+    from batchops import maintenance
+
+    if args.command == "backup":
+        result = maintenance.backup(settings, args.provider, args.keep)
+        print(f"backed up {args.provider} to {result['backup']} ({result['bytes']:,} bytes, "
+              f"{len(result['tables'])} tables); removed by retention: {result['removed'] or 'none'}")
+    elif args.command == "restore":
+        if args.list:
+            for backup in maintenance.list_backups(settings, args.provider):
+                print(backup)
+            return 0
+        result = maintenance.restore(settings, args.provider, args.backup)
+        print(f"restored {result['warehouse']} from {result['restored_from']} ({len(result['tables'])} tables); "
+              f"the replaced file is kept as {result['previous_file'] or '(there was none)'}")
+    else:
+        config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+        result = maintenance.rebuild(settings, config_set, args.provider, args.since)
+        loaded = [s for s in result["snapshots"] if s["loaded"]]
+        print(f"rebuilt {result['warehouse']} from {len(loaded)} of {len(result['snapshots'])} landing drops; "
+              f"{len(result['models_registered'])} model(s) re-registered; the replaced file is kept as "
+              f"{result['previous_file'] or '(there was none)'}")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batchops", description=__doc__)
     parser.add_argument("--home", type=Path, help="project folder (default: BATCHOPS_HOME or the current folder)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("validate", help="validate every provider and pipeline config")
+    backup = commands.add_parser("backup", help="copy a provider's warehouse to warehouse/backups/<provider>/")
+    backup.add_argument("--keep", type=int, help="backups to keep (default BATCHOPS_BACKUP_RETENTION, 7)")
+    restore = commands.add_parser("restore", help="replace a provider's warehouse by a backup (default: newest)")
+    restore.add_argument("--backup", type=Path, help="the backup file (see --list)")
+    restore.add_argument("--list", action="store_true", help="list the provider's backups, oldest first")
+    rebuild = commands.add_parser("rebuild", help="rebuild a provider's warehouse from its landing drops")
+    rebuild.add_argument("--from", dest="since", type=date.fromisoformat,
+                         help="leave out drops before this date (YYYY-MM-DD)")
+    for command in (backup, restore, rebuild):
+        command.add_argument("--provider", required=True, help="provider_id")
+        command.add_argument("--json", action="store_true", help="also print the full result as JSON")
     args = parser.parse_args(argv)
-    settings = Settings.from_env(default_home=args.home)
+    try:
+        settings = Settings.from_env(default_home=args.home)
+    except ValueError as exc:
+        print(f"batchops: {exc}", file=sys.stderr)
+        return 2
     if args.command == "validate":
         return validate_command(settings)
-    return 2
+    try:
+        return maintenance_command(settings, args)
+    except BatchOpsError as exc:
+        print(f"batchops {args.command}: {exc}", file=sys.stderr)
+        return 1

@@ -70,6 +70,7 @@ class RegisteredModel:
     roc_auc: float | None
 
 
+REGISTRY_SIDECAR = "registry.json"
 _REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc"
 
 
@@ -150,4 +151,4 @@ def register_model(warehouse, settings: Settings, entry: dict[str, Any]) -> None
     warehouse.execute(
         "INSERT OR REPLACE INTO model_registry VALUES ($model_id, $pipeline, CAST($training_snapshot AS DATE), "
         "$trained_in_run, $status, $reason, $roc_auc, $champion_model_id, $champion_roc_auc, $sha256, $path, "
-        "$features, now()::TIMESTAMP)", entry)
+        "$features, CAST($registered_at AS TIMESTAMP))", entry)

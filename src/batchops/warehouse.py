@@ -156,6 +156,18 @@ class LockedConnection:
 
 
 @contextmanager
+def warehouse_lock(settings: Settings, provider_id: str) -> Iterator[None]:
+    """Hold the provider's warehouse lock without opening the file (restore and rebuild replace it)."""
+    lock = _FileLock(warehouse_path(settings, provider_id).with_suffix(".duckdb.lock"),
+                     settings.warehouse_lock_timeout_seconds)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
 def open_warehouse(settings: Settings, provider_id: str) -> Iterator[LockedConnection]:
     connection = LockedConnection(settings, provider_id)
     try:

@@ -7,12 +7,15 @@ import hashlib
 import json
 import platform
 import shutil
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
 from batchops.config import Guardrails
 from batchops.errors import DataQualityError
 from batchops.models import (
+    REGISTRY_SIDECAR,
     build_model,
     latest_approved,
     load_verified_model,
@@ -172,9 +175,23 @@ def train(ctx: RunContext) -> dict[str, Any]:
     run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
     model_id = f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__{sha[:10]}{run_tag}"
     store_dir = ctx.settings.model_store(ctx.provider.provider_id) / model_id
-    replace_dir_atomic(store_dir, lambda staging: shutil.copy2(model_dir / "model.pkl", staging / "model.pkl"))
     promotion = {"status": status, "reason": reason, "champion": champion}
     metrics.update({"model_id": model_id, "promotion": promotion})
+    entry = {
+        "model_id": model_id, "pipeline": ctx.pipeline.pipeline_id,
+        "training_snapshot": ctx.snapshot_date.isoformat(), "trained_in_run": ctx.run_id, "status": status,
+        "reason": reason, "roc_auc": metrics["roc_auc"],
+        "champion_model_id": champion["model_id"] if champion else None,
+        "champion_roc_auc": champion.get("roc_auc_on_holdout") if champion else None,
+        "sha256": sha, "path": store_relative_path(model_id), "features": json.dumps(features),
+        "registered_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")}
+
+    def fill_store(staging: Path) -> None:
+        # registry.json beside the model: the registry row again, so a rebuilt warehouse can re-register it
+        shutil.copy2(model_dir / "model.pkl", staging / "model.pkl")
+        (staging / REGISTRY_SIDECAR).write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+
+    replace_dir_atomic(store_dir, fill_store)
     meta = {"model_id": model_id, "sha256": sha, "features": features, "training_snapshot": metrics["training_snapshot"],
             "store_path": str(store_dir / "model.pkl"), "metrics": {k: metrics[k] for k in
                                                                     ("roc_auc", "accuracy", "pr_auc", "brier")},
@@ -184,13 +201,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
     plot_roc_curve(holdout["label"].to_numpy(), model.predict_proba(holdout[features])[:, 1],
                    ctx.run_dir / "roc_curve.png", title=model_id)
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
-        register_model(warehouse, ctx.settings, {
-            "model_id": model_id, "pipeline": ctx.pipeline.pipeline_id,
-            "training_snapshot": ctx.snapshot_date.isoformat(), "trained_in_run": ctx.run_id, "status": status,
-            "reason": reason, "roc_auc": metrics["roc_auc"],
-            "champion_model_id": champion["model_id"] if champion else None,
-            "champion_roc_auc": champion.get("roc_auc_on_holdout") if champion else None,
-            "sha256": sha, "path": store_relative_path(model_id), "features": json.dumps(features)})
+        register_model(warehouse, ctx.settings, entry)
     log.event("model_registered", level="INFO" if status == "approved" else "WARNING", model_id=model_id,
               status=status, reason=reason, roc_auc=round(metrics["roc_auc"], 4))
     return {"model_id": model_id, "status": status, "reason": reason, "roc_auc": metrics["roc_auc"]}
