@@ -102,7 +102,8 @@ def test_backup_then_restore_after_damage(history, capsys):
     for _ in range(2):
         assert main(["--home", str(history.home), "backup", "--provider", "provider_a", "--keep", "2"]) == 0
     assert len(list_backups(history, "provider_a")) == 2  # retention
-    open(warehouse_path(history, "provider_a"), "r+b").write(os.urandom(8192))  # overwritten header
+    with warehouse_path(history, "provider_a").open("r+b") as damaged:  # overwrite the header
+        damaged.write(os.urandom(8192))
     assert main(["--home", str(history.home), "restore", "--provider", "provider_a"]) == 0
     assert tables(history) == original
     with duckdb.connect(str(warehouse_path(history, "provider_a")), read_only=True) as con:
