@@ -7,4 +7,5 @@ bash scripts/setup_env.sh
 bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
 ruff check src dags plugins scripts tests agent.py
-pytest -q "$@"
+# The bad-input catalogue of this run goes to build/ (git-ignored); docs/bad_inputs.md is refreshed on request.
+pytest -q --bad-inputs-doc build/bad_inputs.md "$@"

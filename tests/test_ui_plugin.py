@@ -234,11 +234,25 @@ def test_oversize_artifacts_are_not_rendered_but_downloadable(client, hostile_ru
     assert len(page.content) < 200_000
     download = client.get(f"/batchops/files/{DAG_ID}/manual__hostile/dq_report.md", headers=token(client))
     assert download.status_code == 200 and len(download.content) == 3 << 20
+    with (hostile_run / "plan.json").open("r+b") as plan:  # sparse: 3 GiB without using the disk
+        plan.truncate(3 << 30)
+    too_big = client.get(f"/batchops/files/{DAG_ID}/manual__hostile/plan.json", headers=token(client))
+    assert too_big.status_code == 404 and "over the limit of 2,147,483,648 bytes" in too_big.text
 
 
-def test_overview_survives_hostile_run_folders(client, hostile_run):
-    page = client.get("/batchops/", headers=token(client))
-    assert page.status_code == 200 and SECRET_MARK not in page.text
+def test_overview_survives_hostile_run_folders(client, hostile_run, tmp_path):
+    elsewhere = tmp_path / "elsewhere_run"
+    elsewhere.mkdir()
+    (elsewhere / "plan.json").write_text(json.dumps({"run_id": "run_outside_runs", "snapshot_date": SECRET_MARK}))
+    linked = hostile_run.parent / "manual__linked"
+    linked.symlink_to(elsewhere, target_is_directory=True)
+    try:
+        page = client.get("/batchops/", headers=token(client))
+        run_tab = client.get(f"/batchops/runs/{DAG_ID}/manual__linked", headers=token(client))
+    finally:
+        linked.unlink()
+    assert page.status_code == 200 and SECRET_MARK not in page.text and "run_outside_runs" not in page.text
+    assert run_tab.status_code in (400, 404) and SECRET_MARK not in run_tab.text
 
 
 def test_a_300_mb_log_is_read_from_its_tail(client, hostile_run, bad_input):

@@ -65,8 +65,8 @@ def open_artifact(folder: Path, name: str, max_bytes: int | None = PAGE_READ_LIM
         if info.st_nlink != 1:
             raise _refuse(name, f"has {info.st_nlink} hard links (BatchOps writes files with one)")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise _refuse(name, f"is {info.st_size:,} bytes, over the {max_bytes:,} bytes the page reads; "
-                                "download it instead")
+            hint = "; download it instead" if max_bytes < DOWNLOAD_LIMIT else ""
+            raise _refuse(name, f"is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes{hint}")
         os.set_blocking(descriptor, True)
     except BaseException:
         os.close(descriptor)
