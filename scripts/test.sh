@@ -8,4 +8,4 @@ bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
 ruff check src dags plugins scripts tests agent.py
 # The bad-input catalogue of this run goes to build/ (git-ignored); docs/bad_inputs.md is refreshed on request.
-pytest -q --bad-inputs-doc build/bad_inputs.md "$@"
+BATCHOPS_BAD_INPUTS_DOC=${BATCHOPS_BAD_INPUTS_DOC:-build/bad_inputs.md} pytest -q "$@"

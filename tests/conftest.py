@@ -70,18 +70,15 @@ def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id
 
 # ---------------------------------------------------------------- bad-input catalogue
 # Tests of a bad input take the `bad_input` fixture (and so carry the `bad_input` marker) and record what
-# BatchOps answered. `--bad-inputs-doc PATH` writes every case and its outcome to PATH when the whole
-# catalogue ran: scripts/test.sh writes build/bad_inputs.md; the committed docs/bad_inputs.md is refreshed on
-# request with `pytest -m bad_input --bad-inputs-doc docs/bad_inputs.md`. A plain `pytest` writes nothing.
+# BatchOps answered. With BATCHOPS_BAD_INPUTS_DOC=PATH, a run of the whole suite writes every case and its
+# outcome to PATH: scripts/test.sh (and so CI) writes build/bad_inputs.md; the committed docs/bad_inputs.md is
+# refreshed on request with `BATCHOPS_BAD_INPUTS_DOC=docs/bad_inputs.md bash scripts/test.sh`. A plain
+# `pytest` writes nothing. (Only the whole suite: several modules' cases build on the tests before them.
+# An environment variable, not a pytest option: tests/conftest.py is not loaded before options are parsed.)
 _bad_input_rows: dict[tuple[str, str], dict] = {}
 
 
-def pytest_addoption(parser):
-    parser.addoption("--bad-inputs-doc", metavar="PATH", default=None,
-                     help="write the bad-input catalogue (Markdown) to PATH after a run of the whole catalogue")
-
-
-@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker: `pytest -m bad_input` runs the cases
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "bad_input" in getattr(item, "fixturenames", ()):
@@ -117,20 +114,20 @@ def pytest_runtest_makereport(item, call):
                 row["result"] = "pass" if report.passed else "FAIL"
 
 
-def _whole_catalogue_ran(config) -> bool:
+def _whole_suite_ran(config) -> bool:
     tests_dir = REPO / "tests"
     args = [Path(a.split("::")[0]).resolve() for a in config.args] or [Path.cwd().resolve()]
-    return (not config.option.keyword and config.option.markexpr in ("", "bad_input")
+    return (not config.option.keyword and not config.option.markexpr
             and all(a in (tests_dir, REPO) for a in args))
 
 
 def pytest_sessionfinish(session, exitstatus):
-    target = session.config.getoption("--bad-inputs-doc")
-    if not target or not _bad_input_rows or not _whole_catalogue_ran(session.config):
+    target = os.environ.get("BATCHOPS_BAD_INPUTS_DOC")
+    if not target or not _bad_input_rows or not _whole_suite_ran(session.config):
         return
     rows = sorted(_bad_input_rows.values(), key=lambda r: (CATEGORY_ORDER.index(r["category"]), r["case"]))
     lines = ["# Bad inputs and faults tried, and what BatchOps does with them", "",
-             "Written by the test suite (`pytest -m bad_input --bad-inputs-doc docs/bad_inputs.md`; every CI run "
+             "Written by the test suite (`BATCHOPS_BAD_INPUTS_DOC=docs/bad_inputs.md bash scripts/test.sh`; every CI run "
              "writes build/bad_inputs.md): every row is a test that feeds the input (or causes the fault) and checks "
              "the outcome below, that nothing stored earlier changed or got lost, and that the other providers are "
              "unaffected.",

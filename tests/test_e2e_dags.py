@@ -177,6 +177,11 @@ def test_scoring_without_an_approved_model_fails_clearly(stack, bad_input):
 def test_a_missing_model_file_found_by_the_sensor_is_named_in_the_summary(stack, bad_input):
     from batchops.models import find_approved_model
 
+    if find_approved_model(stack.settings, "provider_a", "propensity_model", date(2026, 2, 2)) is None:
+        make_drop(stack.settings, "provider_a", date(2026, 2, 1), customers=800)  # (this test run alone)
+        assert stack.dags_test("provider_a__propensity_model", "2026-02-01")[0] == 0
+    if not (stack.settings.data_dir / "provider_a" / "2026-02-02").exists():
+        make_drop(stack.settings, "provider_a", date(2026, 2, 2), customers=800, seed=11)
     approved = find_approved_model(stack.settings, "provider_a", "propensity_model", date(2026, 2, 2))
     kept = approved.path.read_bytes()
     approved.path.unlink()
