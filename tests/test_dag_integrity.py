@@ -67,7 +67,10 @@ def test_broken_config_becomes_an_error_dag_and_the_rest_still_load(project, mon
     dagbag = dagbag_for(project.home, monkeypatch)
     assert dagbag.import_errors == {}
     assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 7  # 3 providers x 2 + 1
-    error_dag = dagbag.dags["batchops_config_error__provider_x"]
+    from batchops.factory import error_dag_id
+
+    error_dag = dagbag.dags[error_dag_id(str(project.config_dir / "provider_x.yaml"))]
+    assert error_dag.dag_id.startswith("batchops_config_error__provider_x_")
     assert "shedule: unknown key" in error_dag.doc_md and "config-error" in error_dag.tags
 
 

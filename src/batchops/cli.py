@@ -8,20 +8,58 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from batchops.config import load_config_set
+from batchops.config import ConfigIssue, load_config_set
 from batchops.errors import BatchOpsError
 from batchops.settings import Settings
 
 
+def sql_issues(config_set, settings: Settings) -> list[ConfigIssue]:
+    """Every SQL file a pipeline runs, parsed by DuckDB's own parser (no table needs to exist)."""
+    import duckdb
+
+    from batchops.config import pipeline_sql_files
+    from batchops.sqlsafe import read_sql
+
+    issues = []
+    parser = duckdb.connect()
+    for pipeline_id, spec in config_set.pipelines.items():
+        for field_path, name in pipeline_sql_files(spec).items():
+            try:
+                parser.extract_statements(read_sql(settings.sql_dir, name))
+            except Exception as exc:  # noqa: BLE001 - a parser error is the finding
+                reason = " ".join(str(exc).split())
+                issues.append(ConfigIssue(str(config_set.pipeline_files[pipeline_id]), field_path,
+                                          f"{settings.sql_dir / name} does not parse: {reason}"))
+    return issues
+
+
+def serialization_issues(dag_set) -> list[ConfigIssue]:
+    """What the DAG processor does last: serialize each DAG for the scheduler and the UI."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    issues = []
+    for dag_id, dag in dag_set.dags.items():
+        try:
+            DagSerialization.to_dict(dag)
+        except Exception as exc:  # noqa: BLE001 - a refusal of Airflow's is the finding
+            issues.append(ConfigIssue(dag_id, "(serialization)", f"{type(exc).__name__}: {exc}"))
+    return issues
+
+
 def validate_command(settings: Settings) -> int:
-    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-    for issue in config_set.issues:
+    """Build every DAG in-process as the DAG processor would, parse every SQL file; report file: field: reason."""
+    from batchops.factory import build_dag_set
+
+    dag_set = build_dag_set(settings)
+    issues = dag_set.issues + sql_issues(dag_set.config_set, settings) + serialization_issues(dag_set)
+    for issue in issues:
         print(issue, file=sys.stderr)
-    pairs = config_set.dag_pairs()
-    print(f"{len(config_set.providers)} provider(s), {len(config_set.pipelines)} pipeline(s), "
-          f"{len(pairs)} DAG(s): {', '.join(f'{p.provider_id}__{q.pipeline_id}' for p, q in pairs) or 'none'}")
-    if config_set.issues:
-        print(f"{len(config_set.issues)} problem(s) in {len(config_set.broken_files)} file(s)", file=sys.stderr)
+    dags = sorted(dag_id for dag_id in dag_set.dags if not dag_id.startswith("batchops_config_error__"))
+    print(f"{len(dag_set.config_set.providers)} provider(s), {len(dag_set.config_set.pipelines)} pipeline(s), "
+          f"{len(dags)} DAG(s): {', '.join(dags) or 'none'}")
+    if issues:
+        files = {issue.file for issue in issues}
+        print(f"{len(issues)} problem(s) in {len(files)} file(s)", file=sys.stderr)
         return 1
     print("all configs are valid")
     return 0

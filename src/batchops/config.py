@@ -14,13 +14,27 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batchops.errors import ConfigError
 from batchops.yaml_loader import read_yaml_file
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 DEFAULTS_FILE_NAME = "_defaults.yaml"
+CONFIG_SUFFIXES = (".yaml", ".yml")
+# Tables BatchOps itself keeps in every warehouse: an entity may not take one of these names.
+INTERNAL_TABLES = frozenset({"features", "labels", "predictions", "model_registry", "load_audit", "rejects",
+                             "reject_scans", "scored"})
+TAG_MAX_LENGTH = 100  # Airflow refuses a longer tag, and with it every DAG of the file
+SCHEDULE_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
 
 Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -45,6 +59,17 @@ STAGE_PREREQUISITES: dict[str, tuple[str, ...]] = {
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_double_underscore(value: str) -> str:
+    """DAG ids are <provider_id>__<pipeline_id>: a '__' inside either would let two pairs share one id."""
+    if "__" in value:
+        raise ValueError(f"{value!r} must not contain '__' (it separates provider and pipeline in DAG ids)")
+    return value
+
+
+DagPart = Annotated[str, Field(pattern=IDENTIFIER_PATTERN), AfterValidator(_no_double_underscore)]
+Tag = Annotated[str, Field(min_length=1, max_length=TAG_MAX_LENGTH)]
 
 
 # ---------------------------------------------------------------- provider configs
@@ -93,6 +118,26 @@ class CsvOptions(StrictModel):
     date_format: str = Field("%Y-%m-%d", description="strptime format of date columns.")
     header: Literal[True] = True
 
+    @field_validator("date_format")
+    @classmethod
+    def _date_format_reads_dates(cls, value: str) -> str:
+        """Caught here, not at ingest (where it would look like a bad delivery): the format must name a
+        year, a month and a day, and read back a date it wrote."""
+        from datetime import datetime
+
+        example = date(1997, 12, 31)
+        if not any(code in value for code in ("%Y", "%y")) or not any(code in value for code in ("%m", "%b", "%B")) \
+                or "%d" not in value and "%j" not in value:
+            raise ValueError(f"{value!r} must contain a year (%Y or %y), a month (%m, %b or %B) and a day (%d), "
+                             "e.g. %Y-%m-%d, %d/%m/%Y or %Y%m%d")
+        try:
+            parsed = datetime.strptime(example.strftime(value), value).date()
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a strptime date format ({exc})") from exc
+        if parsed != example:
+            raise ValueError(f"{value!r} does not read back the dates it writes ({example} -> {parsed})")
+        return value
+
 
 class OcrOptions(StrictModel):
     dpi: int = Field(300, ge=100, le=600)
@@ -108,7 +153,9 @@ class EntitySpec(StrictModel):
     csv: CsvOptions = CsvOptions()
     ocr: OcrOptions = OcrOptions()
     primary_key: list[Identifier] = Field(min_length=1)
-    columns: dict[Identifier, ColumnSpec] = Field(min_length=1)
+    columns: dict[Identifier, ColumnSpec] = Field(min_length=1, description=(
+        "Canonical name -> where it comes from. Map what the provider has: a pipeline's optional columns "
+        "that are not mapped are absent (their features are left out), not empty."))
     max_missing: Fraction | None = Field(None, description="Default missingness threshold of this entity.")
     min_rows: int | None = Field(None, ge=0)
 
@@ -138,13 +185,18 @@ class DQDefaults(StrictModel):
 class ProviderConfig(StrictModel):
     """A data provider: where its files land, how to read them, how strict DQ is."""
 
-    provider_id: Identifier
+    provider_id: DagPart
     description: str = ""
     owner: str = Field(min_length=1)
-    schedule: str | None = "@daily"
-    start_date: date = date(2026, 1, 1)
+    schedule: str | None = Field("@daily", description=f"None, a cron expression or one of {SCHEDULE_PRESETS}.")
+    start_date: date = Field(date(2026, 1, 1), description=(
+        "First snapshot a *scheduled* run may process. Manual runs and backfills take any date."))
     retries: int = Field(1, ge=0, le=10)
-    pipelines: list[Identifier] = Field(min_length=1)
+    pipelines: list[DagPart] = Field(min_length=1, description=(
+        "Pipelines to run for this provider: a list of ids, or a mapping id -> overrides of that pipeline's "
+        "settings (label, model, guardrails, wait_for_model) for this provider only."))
+    pipeline_overrides: dict[DagPart, PipelineOverride] = Field(default_factory=dict, description=(
+        "Filled from the mapping form of `pipelines`."))
     landing_path: str = Field(
         "{provider_id}/{snapshot_date}",
         description="Folder of a snapshot's files, relative to BATCHOPS_DATA_DIR.",
@@ -155,9 +207,47 @@ class ProviderConfig(StrictModel):
     landing_settle_seconds: float = Field(2.0, ge=0, le=600, description=(
         "A landing file modified less than this long ago is watched this long; if it still changes it is "
         "treated as an upload in progress and ingest retries later."))
-    tags: list[str] = []
+    tags: list[Tag] = []
     dq: DQDefaults = DQDefaults()
     entities: dict[Identifier, EntitySpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pipelines_mapping(cls, data: Any) -> Any:
+        """`pipelines: {propensity_model: {label: {horizon_days: 90}}}` = the list of ids plus overrides."""
+        if isinstance(data, dict) and isinstance(data.get("pipelines"), dict):
+            mapping = data["pipelines"]
+            data = {**data, "pipelines": list(mapping),
+                    "pipeline_overrides": {key: value for key, value in mapping.items() if value}}
+        return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_airflow_accepts(cls, value: str | None) -> str | None:
+        if value is None or value in SCHEDULE_PRESETS:
+            return value
+        from croniter import croniter  # what Airflow's cron timetables use
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is neither a cron expression (e.g. '0 6 * * *') nor one of "
+                             f"{list(SCHEDULE_PRESETS)}")
+        return value
+
+    @field_validator("entities")
+    @classmethod
+    def _entities_are_not_internal_tables(cls, value: dict[str, EntitySpec]) -> dict[str, EntitySpec]:
+        taken = sorted(INTERNAL_TABLES & set(value))
+        if taken:
+            raise ValueError(f"entity name(s) {taken} are tables BatchOps keeps itself ({sorted(INTERNAL_TABLES)}); "
+                             "rename the entity")
+        return value
+
+    @model_validator(mode="after")
+    def _overrides_name_listed_pipelines(self) -> ProviderConfig:
+        unknown = sorted(set(self.pipeline_overrides) - set(self.pipelines))
+        if unknown:
+            raise ValueError(f"pipeline_overrides for {unknown}, which are not in pipelines {self.pipelines}")
+        return self
 
     @field_validator("landing_path")
     @classmethod
@@ -192,6 +282,27 @@ class FeatureSettings(StrictModel):
     sql: list[str] = Field(min_length=1, description="SQL files in include/sql/, run in order.")
     columns: list[Identifier] = Field(min_length=1, description="Numeric feature columns the model uses.")
     categorical: list[Identifier] = Field(default_factory=list, description="Categorical feature columns.")
+    needs: dict[Identifier, list[str]] = Field(default_factory=dict, description=(
+        "feature -> the canonical columns ('entity.column') it is computed from. A feature whose columns a "
+        "provider does not map (nor derives) is left out of that provider's model, and metrics.json says so."))
+
+    @model_validator(mode="after")
+    def _needs_name_features(self) -> FeatureSettings:
+        unknown = sorted(set(self.needs) - set(self.columns) - set(self.categorical))
+        if unknown:
+            raise ValueError(f"needs names {unknown}, which are not among columns or categorical")
+        for feature, sources in self.needs.items():
+            bad = [source for source in sources if not re.fullmatch(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*", source)]
+            if bad:
+                raise ValueError(f"needs.{feature}: {bad} must be written entity.column")
+        return self
+
+
+class DerivedEntity(StrictModel):
+    """An entity a provider may leave out: load derives it from the entities it did deliver."""
+
+    sql: str = Field(description="SQL file in include/sql/ that rebuilds the entity's rows of the snapshot.")
+    provides: list[Identifier] = Field(min_length=1, description="Canonical columns the SQL fills.")
 
 
 class LabelSettings(StrictModel):
@@ -232,6 +343,11 @@ class PipelineSpec(StrictModel):
     requires: dict[Identifier, list[Identifier]] = Field(
         default_factory=dict, description="Canonical columns each provider must map for this pipeline."
     )
+    optional: dict[Identifier, dict[Identifier, ColumnType]] = Field(default_factory=dict, description=(
+        "Canonical columns (and their types) the pipeline uses when a provider maps them; when it does not, "
+        "they are read as absent (NULL) and the features that need them are left out."))
+    derived_entities: dict[Identifier, DerivedEntity] = Field(default_factory=dict, description=(
+        "Entities a provider may leave out, and the SQL that derives them at load."))
     features: FeatureSettings | None = None
     label: LabelSettings = LabelSettings()
     model: ModelSettings = ModelSettings()
@@ -258,12 +374,61 @@ class PipelineSpec(StrictModel):
             raise ValueError("wait_for_model without train needs model_source_pipeline (whose models to use)")
         if "build_features" in self.stages and self.features is None:
             raise ValueError("build_features needs a features section (sql files and feature columns)")
+        for entity, derived in self.derived_entities.items():
+            missing = [c for c in self.requires.get(entity, []) if c not in derived.provides]
+            if missing:
+                raise ValueError(f"derived_entities.{entity} must provide the required columns {missing}")
         return self
 
     @property
     def model_pipeline(self) -> str:
         """The pipeline whose approved models this one scores with."""
         return self.model_source_pipeline or self.pipeline_id
+
+
+class PipelineOverride(StrictModel):
+    """What a provider may change of a pipeline for itself; validated again as part of the pipeline."""
+
+    label: dict[str, Any] | None = None
+    model: dict[str, Any] | None = None
+    guardrails: dict[str, Any] | None = None
+    wait_for_model: dict[str, Any] | None = None
+
+
+ProviderConfig.model_rebuild()
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The features one provider's model uses under one pipeline, and the optional ones it lacks."""
+
+    numeric: list[str]
+    categorical: list[str]
+    absent: dict[str, list[str]]  # feature -> the canonical columns it needs that the provider lacks
+
+    @property
+    def used(self) -> list[str]:
+        return self.numeric + self.categorical
+
+
+def available_columns(provider: ProviderConfig, pipeline: PipelineSpec) -> set[str]:
+    """'entity.column' of every canonical column the provider maps or a derived entity provides."""
+    mapped = {f"{entity}.{column}" for entity, spec in provider.entities.items() for column in spec.columns}
+    derived = {f"{entity}.{column}" for entity, spec in pipeline.derived_entities.items()
+               if entity not in provider.entities for column in spec.provides}
+    return mapped | derived
+
+
+def feature_set(provider: ProviderConfig, pipeline: PipelineSpec) -> FeatureSet:
+    """Features whose columns the provider has; the rest are reported absent, never trained on as blanks."""
+    settings = pipeline.features
+    if settings is None:
+        return FeatureSet([], [], {})
+    have = available_columns(provider, pipeline)
+    absent = {feature: [c for c in needed if c not in have] for feature, needed in settings.needs.items()}
+    absent = {feature: missing for feature, missing in absent.items() if missing}
+    return FeatureSet([f for f in settings.columns if f not in absent],
+                      [f for f in settings.categorical if f not in absent], absent)
 
 
 # ---------------------------------------------------------------- loading
@@ -290,10 +455,16 @@ class ConfigSet:
     pipeline_files: dict[str, Path]
     defaults_file: Path | None
     broken_files: dict[str, list[ConfigIssue]] = field(default_factory=dict)
+    # (provider_id, pipeline_id) -> the pipeline with that provider's overrides applied
+    effective: dict[tuple[str, str], PipelineSpec] = field(default_factory=dict)
+
+    def pipeline_for(self, provider_id: str, pipeline_id: str) -> PipelineSpec:
+        """The pipeline as it runs for this provider (its overrides applied)."""
+        return self.effective.get((provider_id, pipeline_id)) or self.pipelines[pipeline_id]
 
     def dag_pairs(self) -> list[tuple[ProviderConfig, PipelineSpec]]:
         return [
-            (provider, self.pipelines[pipeline_id])
+            (provider, self.pipeline_for(provider.provider_id, pipeline_id))
             for provider in self.providers.values()
             for pipeline_id in provider.pipelines
         ]
@@ -333,10 +504,16 @@ def load_pipeline_file(path: Path, sql_dir: Path) -> PipelineSpec:
     except ValidationError as exc:
         first = _issues_from_validation(path, exc)
         raise ConfigError(first[0].file, first[0].field, "; ".join(i.reason for i in first)) from exc
-    if spec.features:
-        for index, sql_name in enumerate(spec.features.sql):
-            _check_sql_file(path, f"features.sql.{index}", sql_name, sql_dir)
+    for field_path, sql_name in pipeline_sql_files(spec).items():
+        _check_sql_file(path, field_path, sql_name, sql_dir)
     return spec
+
+
+def pipeline_sql_files(spec: PipelineSpec) -> dict[str, str]:
+    """Every SQL file a pipeline runs, by the field that names it."""
+    files = {f"features.sql.{index}": name for index, name in enumerate(spec.features.sql if spec.features else [])}
+    files.update({f"derived_entities.{entity}.sql": derived.sql for entity, derived in spec.derived_entities.items()})
+    return files
 
 
 def _check_sql_file(config_file: Path, field_path: str, sql_name: str, sql_dir: Path) -> None:
@@ -370,8 +547,11 @@ def _check_provider_against_pipelines(
             issues.append(ConfigIssue(str(path), f"pipelines.{index}",
                                       f"unknown pipeline {pipeline_id!r}; known: {sorted(pipelines)}"))
             continue
-        for entity, columns in pipelines[pipeline_id].requires.items():
+        pipeline = pipelines[pipeline_id]
+        for entity, columns in pipeline.requires.items():
             if entity not in provider.entities:
+                if entity in pipeline.derived_entities:
+                    continue  # derived at load from the entities the provider delivers
                 issues.append(ConfigIssue(str(path), f"entities.{entity}",
                                           f"pipeline {pipeline_id} needs entity {entity!r}; add it"))
                 continue
@@ -379,7 +559,41 @@ def _check_provider_against_pipelines(
             if missing:
                 issues.append(ConfigIssue(str(path), f"entities.{entity}.columns",
                                           f"pipeline {pipeline_id} needs canonical columns {missing}; map them"))
+        for entity, columns in pipeline.optional.items():
+            mapped = provider.entities.get(entity)
+            for column, expected in columns.items():
+                if mapped is not None and column in mapped.columns and mapped.columns[column].type != expected:
+                    issues.append(ConfigIssue(
+                        str(path), f"entities.{entity}.columns.{column}.type",
+                        f"pipeline {pipeline_id} reads {column} as {expected}, not {mapped.columns[column].type}"))
     return issues
+
+
+def _effective_pipeline(path: Path, provider: ProviderConfig, pipeline_id: str,
+                        pipelines: dict[str, PipelineSpec]) -> PipelineSpec:
+    """The pipeline with the provider's overrides applied; a scoring pipeline takes the label and feature
+    columns of the pipeline whose models it scores with (for this provider), so the two never disagree."""
+    def overridden(target_id: str) -> PipelineSpec:
+        base = pipelines[target_id]
+        override = provider.pipeline_overrides.get(target_id)
+        if override is None:
+            return base
+        merged = deep_merge(base.model_dump(), override.model_dump(exclude_none=True))
+        try:
+            return PipelineSpec.model_validate(merged)
+        except ValidationError as exc:
+            issue = _issues_from_validation(path, exc)[0]
+            raise ConfigError(str(path), f"pipelines.{target_id}.{issue.field}", issue.reason) from exc
+
+    spec = overridden(pipeline_id)
+    source_id = spec.model_source_pipeline
+    if source_id and source_id != pipeline_id and source_id in pipelines and spec.features is not None:
+        source = overridden(source_id)
+        if source.features is not None:
+            spec = spec.model_copy(update={"label": source.label, "features": spec.features.model_copy(update={
+                "columns": source.features.columns, "categorical": source.features.categorical,
+                "needs": source.features.needs})})
+    return spec
 
 
 def load_config_set(config_dir: Path, pipelines_dir: Path, sql_dir: Path) -> ConfigSet:
@@ -394,7 +608,7 @@ def load_config_set(config_dir: Path, pipelines_dir: Path, sql_dir: Path) -> Con
     pipelines: dict[str, PipelineSpec] = {}
     pipeline_files: dict[str, Path] = {}
     broken_pipeline_ids: set[str] = set()
-    for path in sorted(pipelines_dir.glob("*.yaml")):
+    for path in config_files(pipelines_dir):
         try:
             spec = load_pipeline_file(path, sql_dir)
         except ConfigError as exc:
@@ -420,7 +634,8 @@ def load_config_set(config_dir: Path, pipelines_dir: Path, sql_dir: Path) -> Con
 
     providers: dict[str, ProviderConfig] = {}
     provider_files: dict[str, Path] = {}
-    for path in sorted(config_dir.glob("*.yaml")):
+    effective: dict[tuple[str, str], PipelineSpec] = {}
+    for path in config_files(config_dir):
         if path.name.startswith("_"):
             continue
         try:
@@ -434,17 +649,32 @@ def load_config_set(config_dir: Path, pipelines_dir: Path, sql_dir: Path) -> Con
                                      f"{provider_files[provider.provider_id]}; provider ids must be unique"))
             continue
         problems = _check_provider_against_pipelines(path, provider, pipelines, broken_pipeline_ids)
+        resolved: dict[tuple[str, str], PipelineSpec] = {}
+        for pipeline_id in (p for p in provider.pipelines if p in pipelines):
+            try:
+                resolved[(provider.provider_id, pipeline_id)] = _effective_pipeline(path, provider, pipeline_id,
+                                                                                    pipelines)
+            except ConfigError as exc:
+                problems.append(ConfigIssue(exc.file, exc.field, exc.reason))
         if problems:
             for problem in problems:
                 record(path, problem)
             continue
+        effective.update(resolved)
         usable = [p for p in provider.pipelines if p in pipelines]
         if usable != provider.pipelines:
             provider = provider.model_copy(update={"pipelines": usable})
         providers[provider.provider_id] = provider
         provider_files[provider.provider_id] = path
     return ConfigSet(providers, pipelines, issues, provider_files, pipeline_files,
-                     defaults_path if defaults_path.exists() else None, broken)
+                     defaults_path if defaults_path.exists() else None, broken, effective)
+
+
+def config_files(folder: Path) -> list[Path]:
+    """Every YAML file of a config folder: *.yaml and *.yml, in any letter case."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in CONFIG_SUFFIXES and path.is_file())
 
 
 def effective_config(provider: ProviderConfig, pipeline: PipelineSpec) -> dict[str, Any]:

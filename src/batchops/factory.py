@@ -4,8 +4,10 @@ placeholder DAG that shows its error. The only module that knows Airflow's task 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,10 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
         dag_id=binding.dag_id,
         description=f"{pipeline.pipeline_id} for {provider.provider_id}",
         schedule=provider.schedule,
-        start_date=datetime(provider.start_date.year, provider.start_date.month, provider.start_date.day),
+        # No start_date: Airflow creates no task of a run dated before a task's start_date, so a
+        # historical snapshot would "succeed" with zero tasks. Scheduled runs honour the provider's
+        # start_date in plan (check_scheduled_start); catchup stays off.
+        start_date=None,
         catchup=False,
         max_active_runs=4,
         tags=["batchops", f"provider:{provider.provider_id}", f"pipeline:{pipeline.pipeline_id}", *provider.tags],
@@ -134,13 +139,20 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
     return dag
 
 
+def error_dag_id(file: str) -> str:
+    """One id per broken file: the name's slug, plus a hash of the name so that files whose names slug
+    alike (provider-x.yaml, provider_x.yml) still get a DAG each."""
+    name = Path(file).name
+    return f"batchops_config_error__{slug(Path(file).stem)}_{hashlib.sha256(name.encode()).hexdigest()[:6]}"
+
+
 def build_error_dag(file: str, issues: list[ConfigIssue]) -> DAG:
     """A DAG that shows a broken config's errors in the UI and fails with them if triggered."""
     from airflow.providers.standard.operators.python import PythonOperator
 
     message = "\n".join(f"- {issue}" for issue in issues)
     dag = DAG(
-        dag_id=f"batchops_config_error__{slug(Path(file).stem)}",
+        dag_id=error_dag_id(file),
         description=f"CONFIG ERROR in {Path(file).name}: {issues[0].field}: {issues[0].reason}"[:250],
         schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
         tags=["batchops", "config-error"],
@@ -158,18 +170,64 @@ def _raise_config_error(message: str, **_: Any) -> None:
     raise AirflowFailException(f"config error, fix the file and re-run `python -m batchops validate`:\n{message}")
 
 
-def build_dags(settings: Settings) -> dict[str, DAG]:
-    """All DAGs of a deployment: one per (provider, pipeline) pair, plus one per broken config file."""
+def check_like_the_dag_processor(dag: DAG) -> None:
+    """What Airflow's DagBag does to each DAG before it accepts it; run here, a refusal becomes this
+    provider's error DAG instead of an import error that would take every BatchOps DAG with it."""
+    dag.validate()
+    dag.check_cycle()
+    dag.resolve_template_files()
+
+
+@dataclass
+class DagSet:
+    """Every DAG of a deployment and every problem found while building them (what validate reports)."""
+
+    config_set: ConfigSet
+    dags: dict[str, DAG] = field(default_factory=dict)
+    issues: list[ConfigIssue] = field(default_factory=list)  # config issues plus DAG-building refusals
+    broken_files: dict[str, list[ConfigIssue]] = field(default_factory=dict)
+
+
+def build_dag_set(settings: Settings) -> DagSet:
+    """One DAG per (provider, pipeline) pair, plus one error DAG per broken config file."""
     config_set: ConfigSet = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-    dags: dict[str, DAG] = {}
+    result = DagSet(config_set, issues=list(config_set.issues),
+                    broken_files={file: list(issues) for file, issues in config_set.broken_files.items()})
+    built: dict[str, list[DAG]] = {}
+    owners: dict[str, str] = {}
     for provider, pipeline in config_set.dag_pairs():
+        provider_file = str(config_set.provider_files[provider.provider_id])
         files = {"provider_config": config_set.provider_files[provider.provider_id],
                  "defaults": config_set.defaults_file,
                  "pipeline_config": config_set.pipeline_files[pipeline.pipeline_id]}
-        dag = build_dag(provider, pipeline, settings, files)
-        dags[dag.dag_id] = dag
-    for file, issues in config_set.broken_files.items():
+        dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
+        problem = None
+        if dag_id in owners:
+            problem = ConfigIssue(provider_file, "provider_id", f"DAG id {dag_id} is also made by {owners[dag_id]}")
+        else:
+            try:
+                dag = build_dag(provider, pipeline, settings, files)
+                check_like_the_dag_processor(dag)
+            except Exception as exc:  # noqa: BLE001 - any refusal of Airflow's is this provider's config error
+                problem = ConfigIssue(provider_file, f"pipelines.{pipeline.pipeline_id}",
+                                      f"Airflow refuses DAG {dag_id}: {type(exc).__name__}: {exc}")
+        if problem is not None:
+            result.issues.append(problem)
+            result.broken_files.setdefault(provider_file, []).append(problem)
+            continue
+        owners[dag_id] = provider_file
+        built.setdefault(provider_file, []).append(dag)
+    for provider_file, dags in built.items():
+        if provider_file in result.broken_files:
+            continue  # a file with any refused DAG shows as one error DAG, like a file that fails validation
+        result.dags.update((dag.dag_id, dag) for dag in dags)
+    for file, issues in result.broken_files.items():
         log.warning("BatchOps config error in %s: %s", file, "; ".join(str(i) for i in issues))
         dag = build_error_dag(file, issues)
-        dags[dag.dag_id] = dag
-    return dags
+        result.dags[dag.dag_id] = dag
+    return result
+
+
+def build_dags(settings: Settings) -> dict[str, DAG]:
+    """All DAGs of a deployment (what dags/batchops_dags.py puts into its globals)."""
+    return build_dag_set(settings).dags

@@ -16,8 +16,6 @@ from batchops.runlog import RunLogger
 from batchops.settings import Settings
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EARLIEST_SNAPSHOT = date(2000, 1, 1)
-LATEST_SNAPSHOT = date(2100, 1, 1)
 
 
 def parse_snapshot_date(value: object, source: str = "snapshot_date") -> date:
@@ -29,12 +27,9 @@ def parse_snapshot_date(value: object, source: str = "snapshot_date") -> date:
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise RunParameterError(f"{source} must be a date written YYYY-MM-DD, got {value!r}")
     try:
-        parsed = date.fromisoformat(value)
+        return date.fromisoformat(value)  # any calendar date: historical reprocessing is normal
     except ValueError as exc:
         raise RunParameterError(f"{source} {value!r} is not a calendar date ({exc})") from exc
-    if not EARLIEST_SNAPSHOT <= parsed < LATEST_SNAPSHOT:
-        raise RunParameterError(f"{source} {value!r} is outside {EARLIEST_SNAPSHOT}..{LATEST_SNAPSHOT}")
-    return parsed
 
 
 RUN_CONF_KEYS = ("snapshot_date",)

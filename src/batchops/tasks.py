@@ -8,7 +8,7 @@ retry cannot fix into AirflowFailException so the task fails at once with the st
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,16 +89,22 @@ def run_plan(binding: StageBinding, **context: Any) -> dict[str, str]:
     from airflow.sdk.exceptions import AirflowFailException
 
     from batchops.errors import RunParameterError
-    from batchops.stages.plan import write_plan
+    from batchops.stages.plan import check_scheduled_start, write_plan
 
     dag_run = context["dag_run"]
     conf_value = (context.get("params") or {}).get("snapshot_date") or (dag_run.conf or {}).get("snapshot_date")
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
     try:
         check_run_conf(dag_run.conf)
         snapshot_date, source = resolve_snapshot_date(
-            conf_value, str(getattr(dag_run.run_type, "value", dag_run.run_type)),
-            context.get("data_interval_end"), context.get("logical_date"), getattr(dag_run, "run_after", None))
+            conf_value, run_type, context.get("data_interval_end"), context.get("logical_date"),
+            getattr(dag_run, "run_after", None))
+        check_scheduled_start(binding.provider, run_type, snapshot_date)
     except RunParameterError as exc:
+        # No snapshot, so no RunContext: the run folder still gets the reason, for summarize and the UI.
+        with suppress(BatchOpsError):
+            run_logger_for(context, binding.settings).event("stage_failed", level="ERROR", task="plan",
+                                                            error=f"RunParameterError: {exc}")
         raise AirflowFailException(f"plan: {exc}") from exc
     ctx = binding.run_context(context, snapshot_date)
     with _stage_edge(ctx, context):
@@ -172,7 +178,11 @@ def run_summarize(binding: StageBinding, **context: Any):
     states = states_by_run.get(context["run_id"], {})
     task_states = {task: states.get(task) for task in binding.pipeline.stages if task != "summarize"}
     if not snapshot:
-        raise AirflowFailException(f"summarize: plan did not resolve a snapshot_date; task states: {task_states}")
+        from batchops.stages.summarize import summarize_unplanned
+
+        logger = run_logger_for(context, binding.settings)
+        summary = summarize_unplanned(logger.path.parent, binding.dag_id, context["run_id"], task_states)
+        raise AirflowFailException(f"run incomplete: plan did not resolve a snapshot_date; see {summary}")
     ctx = binding.run_context(context, parse_snapshot_date(snapshot))
     result = summarize(ctx, task_states)
     if result["failed"]:

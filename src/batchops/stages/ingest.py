@@ -163,8 +163,12 @@ def mixes_line_endings(path: Path) -> bool:
     return 0 < crlf < lf
 
 
-def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True) -> tuple[str, list[str], list[str]]:
-    """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols)."""
+def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True,
+                  absent: dict[str, str] | None = None) -> tuple[str, list[str], list[str]]:
+    """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols).
+
+    absent: optional canonical columns of the pipeline that the provider does not map (name -> type), read
+    as typed NULL columns so that every provider's tables have the same shape for the SQL."""
     type_of_source = {c.source: DUCKDB_TYPES[c.type] for c in spec.columns.values()}
     column_types = ", ".join(
         f"{string_literal(name)}: {string_literal(type_of_source.get(name, 'VARCHAR'))}" for name in header
@@ -176,6 +180,7 @@ def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True) -> t
         else:
             missing.append(canonical)
             select.append(f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(canonical)}")
+    select += [f"CAST(NULL AS {DUCKDB_TYPES[kind]}) AS {quote_identifier(name)}" for name, kind in (absent or {}).items()]
     mapped = {c.source for c in spec.columns.values()}
     sql = (
         f"SELECT {', '.join(select)} FROM read_csv($path, delim = $delim, quote = $quote, escape = $quote, "
@@ -216,14 +221,15 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
     return csv_path, summary
 
 
-def _stage_csv(connection, spec: EntitySpec, source: Path, header: list[str], target: Path) -> dict[str, Any]:
+def _stage_csv(connection, spec: EntitySpec, source: Path, header: list[str], target: Path,
+               absent: dict[str, str]) -> dict[str, Any]:
     """COPY the typed SELECT into staging Parquet. Mixed CRLF/LF line ends, which DuckDB's strict parser
     refuses, are read again in its lenient mode (only then), and the report says so."""
     parameters = {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote,
                   "date_format": spec.csv.date_format}
     notes: dict[str, Any] = {}
     for strict in (True, False):
-        select_sql, missing, unmapped = _read_csv_sql(spec, header, strict)
+        select_sql, missing, unmapped = _read_csv_sql(spec, header, strict, absent)
 
         def copy_to(temp: Path, select_sql: str = select_sql) -> None:
             connection.execute(
@@ -263,7 +269,9 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
     target = ctx.staging_dir / f"{entity}.parquet"
     connection = scratch_connection(ctx.settings)
     try:
-        staged = _stage_csv(connection, spec, source, header, target)
+        absent = {column: kind for column, kind in ctx.pipeline.optional.get(entity, {}).items()
+                  if column not in spec.columns}
+        staged = _stage_csv(connection, spec, source, header, target, absent)
         rows = connection.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(target)}).fetchone()[0]
         reject_rows = connection.execute(
             "SELECT count(DISTINCT line), count(*) FROM rejects").fetchone()
@@ -282,6 +290,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
         "rows": rows, "rejected_rows": reject_rows[0], "rejected_values": reject_rows[1],
         "rejects_by_column": by_column, "reject_samples": samples,
         "missing_columns": staged["missing"], "unmapped_source_columns": staged["unmapped"],
+        "absent_optional_columns": sorted(absent),
         "line_endings": staged.get("line_endings", "consistent"),
         "staging": str(target), "seconds": round(time.perf_counter() - started, 3),
     }

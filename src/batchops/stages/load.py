@@ -40,15 +40,29 @@ def _load_entity(warehouse, ctx: RunContext, entity: str) -> int:
     return loaded
 
 
+def _derive_entity(warehouse, ctx: RunContext, entity: str) -> int:
+    """Rebuild the snapshot's rows of an entity the provider does not deliver, from the ones it does."""
+    parameters = {"snapshot_date": ctx.snapshot_date.isoformat(), "load_id": ctx.run_id}
+    run_sql_file(warehouse, ctx.settings.sql_dir, ctx.pipeline.derived_entities[entity].sql, parameters)
+    derived = warehouse.execute(f"SELECT count(*) FROM {quote_identifier(entity)} WHERE snapshot_date = CAST($d AS DATE)",
+                                {"d": parameters["snapshot_date"]}).fetchone()[0]
+    run_sql_file(warehouse, ctx.settings.sql_dir, "load_audit.sql", {**parameters, "entity": entity, "row_count": derived})
+    return derived
+
+
 def load(ctx: RunContext) -> dict[str, Any]:
+    """Replace the snapshot's rows of every delivered entity, then derive the ones the provider leaves out."""
     log = ctx.logger("load")
     counts: dict[str, int] = {}
+    derived = [entity for entity in ctx.pipeline.derived_entities if entity not in ctx.provider.entities]
     with log.timed("load", snapshot_date=ctx.snapshot_date.isoformat(), load_id=ctx.run_id) as logged:
         with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
             with transaction(warehouse):
                 for entity in ctx.provider.entities:
                     counts[entity] = _load_entity(warehouse, ctx, entity)
                     crash_point("load.in_transaction", ctx.dag_id, ctx.run_dir)
+                for entity in derived:
+                    counts[entity] = _derive_entity(warehouse, ctx, entity)
             # Committed, not yet checkpointed: the rows live in the .wal until the file is next opened.
             crash_point("load.committed", ctx.dag_id, ctx.run_dir)
         logged.update(rows=counts)

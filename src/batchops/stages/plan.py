@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from batchops.artifacts import sha256_of_file, write_json_atomic
-from batchops.config import effective_config
+from batchops.config import ProviderConfig, effective_config
+from batchops.errors import RunParameterError
 from batchops.runcontext import RunContext
 
 SNAPSHOT_RULE = (
@@ -72,3 +73,13 @@ def write_plan(ctx: RunContext, snapshot_source: str, config_files: dict[str, Pa
     ctx.logger("plan").event("planned", snapshot_date=plan["snapshot_date"], source=snapshot_source,
                              stages=list(ctx.pipeline.stages))
     return plan
+
+
+def check_scheduled_start(provider: ProviderConfig, run_type: str, snapshot_date: date) -> None:
+    """A scheduled run before the provider's start_date is refused with the reason; manual runs and
+    backfills take any date (the DAG itself has no start_date, so no run is ever created empty)."""
+    if run_type == "scheduled" and snapshot_date < provider.start_date:
+        raise RunParameterError(
+            f"provider {provider.provider_id}'s scheduled runs start with snapshot {provider.start_date} "
+            f"(start_date); this scheduled run is for {snapshot_date}. Trigger it manually with a snapshot_date "
+            "to process an earlier drop, or move start_date.")

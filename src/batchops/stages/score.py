@@ -123,6 +123,7 @@ def score(ctx: RunContext) -> dict[str, Any]:
             if stored != len(predictions):
                 raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
         stats = {"rows": len(predictions), "model_id": registered.model_id, "mean_score": float(scores.mean()),
-                 "min_score": float(scores.min()), "max_score": float(scores.max())}
+                 "min_score": float(scores.min()), "max_score": float(scores.max()),
+                 "features": registered.features}
         logged.update(stats)
     return stats

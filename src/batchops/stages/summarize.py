@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 from batchops.artifacts import read_json, write_text_atomic
@@ -78,7 +79,13 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
                   f"- ROC-AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
                   f"PR-AUC {metrics['pr_auc']:.4f}, brier {metrics['brier']:.4f}",
                   f"- n_train {metrics['n_train']}, n_test {metrics['n_test']}, trained on features at "
-                  f"{', '.join(metrics['feature_dates'])}", "- [metrics.json](metrics.json), [model/](model/)"]
+                  f"{', '.join(metrics['feature_dates'])}, label horizon "
+                  f"{metrics.get('label', {}).get('horizon_days', '?')} days",
+                  f"- features used ({len(metrics['features'])}): {', '.join(metrics['features'])}"]
+        absent = metrics.get("features_absent") or {}
+        lines.append(f"- optional features left out ({len(absent)}): "
+                     + ("; ".join(f"{feature} ({why})" for feature, why in absent.items()) if absent else "none"))
+        lines.append("- [metrics.json](metrics.json), [model/](model/)")
         if (ctx.run_dir / "roc_curve.png").exists():
             lines.append("\n![ROC curve](roc_curve.png)")
     else:
@@ -93,11 +100,23 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
             last = scored[-1]
             lines.append(f"- {last['rows']} customers scored with `{last['model_id']}`, mean score "
                          f"{last['mean_score']:.4f}")
+            if last.get("features"):
+                lines.append(f"- the model's features ({len(last['features'])}): {', '.join(last['features'])}")
         if (ctx.run_dir / "score_histogram.png").exists():
             lines.append("\n![score histogram](score_histogram.png)")
     else:
         lines.append("No predictions in this run.")
     return "\n".join(lines) + "\n", outcome
+
+
+def summarize_unplanned(run_dir: Path, dag_id: str, run_id: str, task_states: dict[str, str | None]) -> Path:
+    """run_summary.md of a run whose plan failed (no snapshot_date): FAILED, and plan's reason."""
+    events = read_events(run_dir / "logs.jsonl")
+    _, why = run_outcome(task_states, None, last_errors(events))
+    lines = ["# Run summary: FAILED", "", f"**{why}**", "", f"- DAG: `{dag_id}`, run `{run_id}`",
+             "- snapshot_date: not resolved (plan failed)", f"- artifacts: `{run_dir}`", "", "## Tasks", "",
+             "| task | state |", "|---|---|", *(f"| {task} | {state or 'not run'} |" for task, state in task_states.items())]
+    return write_text_atomic(run_dir / "run_summary.md", "\n".join(lines) + "\n")
 
 
 def summarize(ctx: RunContext, task_states: dict[str, str | None]) -> dict[str, Any]:

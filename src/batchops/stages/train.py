@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
-from batchops.config import Guardrails
+from batchops.config import Guardrails, feature_set
 from batchops.errors import DataQualityError
 from batchops.models import (
     REGISTRY_SIDECAR,
@@ -140,8 +140,9 @@ def train(ctx: RunContext) -> dict[str, Any]:
     import joblib
 
     log = ctx.logger("train")
-    settings, features_cfg = ctx.pipeline.model, ctx.pipeline.features
-    features = features_cfg.columns + features_cfg.categorical
+    settings = ctx.pipeline.model
+    chosen = feature_set(ctx.provider, ctx.pipeline)  # only features whose columns this provider has
+    features = chosen.used
     frame = read_training_frame(ctx)
     if frame.empty:
         raise DataQualityError(f"no training rows for snapshot {ctx.snapshot_date}: features/labels are empty. "
@@ -152,7 +153,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
     train_rows, holdout = split_customers(frame, settings.test_size, settings.random_state)
     train_rows = cap_rows(train_rows, settings.max_train_rows, settings.random_state)
     with log.timed("fit", n_train=len(train_rows), n_test=len(holdout)):
-        model = build_model(settings, features_cfg.columns, features_cfg.categorical)
+        model = build_model(settings, chosen.numeric, chosen.categorical)
         model.fit(train_rows[features], train_rows["label"].to_numpy())
     metrics: dict[str, Any] = evaluate(model, holdout, features)
     metrics.update({
@@ -161,7 +162,10 @@ def train(ctx: RunContext) -> dict[str, Any]:
         "positive_rate_train": float(train_rows["label"].mean()), "positive_rate_test": float(holdout["label"].mean()),
         "training_snapshot": ctx.snapshot_date.isoformat(),
         "feature_dates": sorted({str(d)[:10] for d in frame["snapshot_date"].unique()}),
-        "label": ctx.pipeline.label.model_dump(), "features": features, "model_settings": settings.model_dump(),
+        "label": ctx.pipeline.label.model_dump(), "features": features,
+        "features_absent": {feature: f"needs {', '.join(columns)}, which the provider does not map"
+                            for feature, columns in chosen.absent.items()},
+        "model_settings": settings.model_dump(),
         "library_versions": library_versions(),
     })
     champion = _champion_on_holdout(ctx, holdout, features)
