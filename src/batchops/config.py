@@ -152,7 +152,9 @@ class EntitySpec(StrictModel):
     format: Literal["csv", "pdf"] = Field("csv", description="pdf: a scanned table, read by OCR in ingest.")
     csv: CsvOptions = CsvOptions()
     ocr: OcrOptions = OcrOptions()
-    primary_key: list[Identifier] = Field(min_length=1)
+    primary_key: list[Identifier] = Field(default_factory=list, description=(
+        "Columns that identify a row (checked unique and not null). Leave it out for a file without a "
+        "natural key, e.g. a purchase log: its duplicates are then not checked."))
     columns: dict[Identifier, ColumnSpec] = Field(min_length=1, description=(
         "Canonical name -> where it comes from. Map what the provider has: a pipeline's optional columns "
         "that are not mapped are absent (their features are left out), not empty."))

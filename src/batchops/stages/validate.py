@@ -43,7 +43,7 @@ def _invalid_condition(name: str, spec) -> str | None:
 
 def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any]:
     """Row count, per-column null and invalid counts, and primary-key duplicates/nulls in one pass."""
-    null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key)
+    null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key) or "false"
     selects = ["count(*) AS row_count", f"count(*) FILTER (WHERE {null_key}) AS null_keys"]
     parameters: dict[str, Any] = {"staging": str(staging)}
     for name, column in spec.columns.items():
@@ -59,6 +59,9 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
             parameters[f"pattern_{name}"] = column.pattern
     row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
     metrics = dict(zip([d[0] for d in row.description], row.fetchone(), strict=True))
+    if not spec.primary_key:  # no natural key declared: nothing to be unique
+        metrics["duplicate_keys"], metrics["rows_with_duplicate_keys"], metrics["duplicate_key_examples"] = 0, 0, []
+        return metrics
     keys = ", ".join(quote_identifier(k) for k in spec.primary_key)
     duplicate = connection.execute(
         f"SELECT count(*), coalesce(sum(n), 0), list(key_text ORDER BY key_text)[1:5] FROM ("
@@ -124,6 +127,8 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
                              round(flagged_share, 6), flagged_share <= provider.dq.max_ocr_flagged,
                              f"{ocr['flagged_cells']} of {ocr['cells']} cells low-confidence or invalid "
                              f"({ocr['invalid_cells']} invalid); see {ocr['report']}"))
+    if not spec.primary_key:
+        return checks
     key = "+".join(spec.primary_key)
     checks.append(_check(entity, key, "unique_key", "duplicate_keys", 0, metrics["duplicate_keys"],
                          metrics["duplicate_keys"] == 0,
