@@ -339,7 +339,7 @@ class SensorSettings(StrictModel):
 class PipelineSpec(StrictModel):
     """An ordered list of known stages and their settings; the factory turns it into a task graph."""
 
-    pipeline_id: Identifier
+    pipeline_id: DagPart
     description: str = ""
     stages: list[StageName] = Field(min_length=1)
     requires: dict[Identifier, list[Identifier]] = Field(
@@ -486,9 +486,16 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def _issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIssue]:
     issues = []
     for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        parts = [str(part) for part in problem["loc"]]
+        overriding = parts[:1] == ["pipeline_overrides"]
+        if overriding:  # the user wrote these under `pipelines:`
+            parts[0] = "pipelines"
+        location = ".".join(parts) or "(top level)"
         message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
+        if problem["type"] == "extra_forbidden" and overriding and len(parts) == 3:
+            message = (f"unknown key: a provider may override only {sorted(PipelineOverride.model_fields)} of a "
+                       "pipeline; copy the pipeline file to change anything else")
+        elif problem["type"] == "extra_forbidden":
             message = "unknown key; check the spelling against the README's config reference"
         elif problem["type"] == "missing":
             message = "required key is missing"
