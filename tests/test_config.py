@@ -12,7 +12,7 @@ from batchops.cli import main as cli_main
 from batchops.config import deep_merge, load_config_set
 from batchops.settings import Settings
 
-from conftest import REPO
+from conftest import REPO, configs
 
 SHIPPED_PROVIDERS = ("provider_a", "provider_b", "provider_c")
 
@@ -169,3 +169,19 @@ def test_repository_configs_validate_from_the_command_line(monkeypatch):
     for variable in ("BATCHOPS_CONFIG_DIR", "BATCHOPS_PIPELINES_DIR", "BATCHOPS_SQL_DIR"):
         monkeypatch.delenv(variable, raising=False)
     assert cli_main(["validate"]) == 0
+
+
+def test_scheduled_runs_start_at_the_providers_start_date_and_manual_runs_take_any_date(project):
+    from datetime import date
+
+    from batchops.errors import RunParameterError
+    from batchops.runcontext import parse_snapshot_date
+    from batchops.stages.plan import check_scheduled_start
+
+    provider = configs(project).providers["provider_a"]  # start_date 2026-01-01
+    check_scheduled_start(provider, "manual", date(1997, 3, 1))
+    check_scheduled_start(provider, "backfill", date(1850, 1, 1))
+    check_scheduled_start(provider, "scheduled", date(2026, 1, 1))
+    with pytest.raises(RunParameterError, match="scheduled runs start with snapshot 2026-01-01"):
+        check_scheduled_start(provider, "scheduled", date(2025, 12, 31))
+    assert parse_snapshot_date("1997-01-01") == date(1997, 1, 1) and parse_snapshot_date("2150-06-30").year == 2150
