@@ -65,7 +65,7 @@ def run_context(settings: Settings, provider_id: str = "provider_a", pipeline_id
                 snapshot: date = SNAPSHOT, run_id: str = "manual__test") -> RunContext:
     config_set = configs(settings)
     return RunContext(f"{provider_id}__{pipeline_id}", run_id, config_set.providers[provider_id],
-                      config_set.pipelines[pipeline_id], snapshot, settings)
+                      config_set.pipeline_for(provider_id, pipeline_id), snapshot, settings)
 
 
 # ---------------------------------------------------------------- bad-input catalogue

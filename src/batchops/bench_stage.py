@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
         print("\n".join(str(i) for i in config_set.issues), file=sys.stderr)
         return 2
     ctx = RunContext(f"{provider_id}__{pipeline_id}", run_id, config_set.providers[provider_id],
-                     config_set.pipelines[pipeline_id], date.fromisoformat(snapshot), settings)
+                     config_set.pipeline_for(provider_id, pipeline_id), date.fromisoformat(snapshot), settings)
     if stage == "plan":
         from batchops.stages.plan import write_plan
 

@@ -248,7 +248,7 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
     if provider_id not in config_set.providers:
         raise MaintenanceError(f"no valid provider config {provider_id!r}; known: {sorted(config_set.providers)}")
     provider = config_set.providers[provider_id]
-    pipelines = {p: config_set.pipelines[p] for p in provider.pipelines if p in config_set.pipelines}
+    pipelines = {p: config_set.pipeline_for(provider_id, p) for p in provider.pipelines if p in config_set.pipelines}
     loading = next((pipelines[p] for p in provider.pipelines if "load" in pipelines[p].stages), None)
     if loading is None:
         raise MaintenanceError(f"{provider_id} has no pipeline with a load stage; nothing builds its warehouse")
