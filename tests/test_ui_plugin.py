@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from datetime import date
 
@@ -196,6 +197,7 @@ def hostile_run(client, tmp_path):
     os.mkfifo(folder / "dq_report.json")
     (folder / "roc_curve.png").symlink_to(outside / "passwd")
     (folder / "dq_report.md").write_bytes(b"x" * (3 << 20))
+    os.mknod(folder / "score_histogram.png", stat.S_IFSOCK | 0o644)  # a socket: open() fails with ENXIO
     yield folder
     import shutil
 
@@ -210,17 +212,18 @@ def test_run_tab_never_follows_links_hard_links_or_fifos(client, hostile_run, ba
     assert page.status_code == 200 and time.monotonic() - started < 10  # the FIFO did not block the request
     assert SECRET_MARK not in page.text
     for refusal in ("run_summary.md: is a symbolic link", "predictions is a symbolic link",
-                    "metrics.json: has 2 hard links", "dq_report.json: is not a regular file"):
+                    "metrics.json: has 2 hard links", "dq_report.json: is not a regular file",
+                    "score_histogram.png: cannot be opened as a file"):
         assert refusal in page.text, refusal
     assert "roc_curve.png" not in page.text.split("<h3>Plots</h3>")[-1] or "<h3>Plots</h3>" not in page.text
-    bad_input.record("security", "run folder artifacts that are symlinks, hard links, FIFOs (run tab)",
+    bad_input.record("security", "run folder artifacts that are symlinks, hard links, FIFOs, sockets (run tab)",
                      "page renders with a note per artifact, no outside content: "
                      + "; ".join(line for line in page.text.split("<p class=\"refused\">")[1:4]).replace("</p>", ""),
                      kept="nothing outside the run folder read")
 
 
 @pytest.mark.parametrize("name", ["run_summary.md", "predictions/predictions.csv", "metrics.json", "dq_report.json",
-                                  "roc_curve.png"])
+                                  "roc_curve.png", "score_histogram.png"])
 def test_download_route_refuses_links_hard_links_and_fifos(client, hostile_run, name):
     answer = client.get(f"/batchops/files/{DAG_ID}/manual__hostile/{name}", headers=token(client))
     assert answer.status_code == 404 and SECRET_MARK not in answer.text

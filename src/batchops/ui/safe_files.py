@@ -43,19 +43,23 @@ def open_artifact(folder: Path, name: str, max_bytes: int | None = PAGE_READ_LIM
         for part in parts[:-1]:
             try:
                 inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+            except FileNotFoundError:
+                raise
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise _refuse(name, f"{part} is a symbolic link or not a folder") from exc
-                raise
+                raise _refuse(name, f"{part} cannot be opened ({exc.strerror})") from exc
             os.close(directory)
             directory = inner
         try:
             descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                                  dir_fd=directory)
-        except OSError as exc:
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # a socket answers ENXIO, an unreadable file EACCES
             if exc.errno == errno.ELOOP:
                 raise _refuse(name, "is a symbolic link") from exc
-            raise
+            raise _refuse(name, f"cannot be opened as a file ({exc.strerror})") from exc
     finally:
         os.close(directory)
     try:
