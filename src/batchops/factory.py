@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ SNAPSHOT_PARAM_DOC = (
     "data interval end, a manual run the date it was triggered for."
 )
 SNAPSHOT_XCOM = "{{ ti.xcom_pull(task_ids='plan', key='snapshot_date') }}"
+DAG_START = datetime(1000, 1, 1, tzinfo=UTC)
 
 
 def _python_task(task_id: str, callable_, binding: StageBinding, **kwargs: Any):
@@ -116,10 +117,11 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
         dag_id=binding.dag_id,
         description=f"{pipeline.pipeline_id} for {provider.provider_id}",
         schedule=provider.schedule,
-        # No start_date: Airflow creates no task of a run dated before a task's start_date, so a
-        # historical snapshot would "succeed" with zero tasks. Scheduled runs honour the provider's
-        # start_date in plan (check_scheduled_start); catchup stays off.
-        start_date=None,
+        # Airflow creates no task for a run whose logical date is before the DAG's start_date, so a
+        # historical snapshot would "succeed" with zero tasks: the DAG starts in the distant past (with
+        # catchup off the scheduler still begins at today's interval; without any start_date it would
+        # wait for the next one). Scheduled runs honour the provider's start_date in plan instead.
+        start_date=DAG_START,
         catchup=False,
         max_active_runs=4,
         tags=["batchops", f"provider:{provider.provider_id}", f"pipeline:{pipeline.pipeline_id}", *provider.tags],

@@ -77,7 +77,7 @@ def write_plan(ctx: RunContext, snapshot_source: str, config_files: dict[str, Pa
 
 def check_scheduled_start(provider: ProviderConfig, run_type: str, snapshot_date: date) -> None:
     """A scheduled run before the provider's start_date is refused with the reason; manual runs and
-    backfills take any date (the DAG itself has no start_date, so no run is ever created empty)."""
+    backfills take any date (the DAG itself starts in the year 1000, so no run is created without tasks)."""
     if run_type == "scheduled" and snapshot_date < provider.start_date:
         raise RunParameterError(
             f"provider {provider.provider_id}'s scheduled runs start with snapshot {provider.start_date} "
