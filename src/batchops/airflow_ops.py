@@ -91,9 +91,8 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         return self.get_db_hook()
 
     def execute(self, context):
-        from batchops.errors import BatchOpsError
         from batchops.recovery import begin_attempt
-        from batchops.tasks import fail_without_retry, run_logger_for
+        from batchops.tasks import failing_fast, run_logger_for
 
         if not isinstance(self.sql, str):
             # common-sql splits a string into statements but runs each list item whole; our list holds
@@ -102,14 +101,9 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         logger = run_logger_for(context, self.settings)
         self._run_dir = logger.path.parent
         begin_attempt(logger, context["ti"].try_number)
-        try:
-            with logger.timed("stage", task=self.task_id, try_number=context["ti"].try_number):
-                return super().execute(context)
-        except BatchOpsError as exc:
-            failure = fail_without_retry(self.task_id, exc)
-            if failure is exc:
-                raise
-            raise failure from exc
+        with failing_fast(self.task_id), logger.timed("stage", task=self.task_id,
+                                                      try_number=context["ti"].try_number):
+            return super().execute(context)
 
 
 class ApprovedModelSensor(BaseSensorOperator):
@@ -150,7 +144,7 @@ class ApprovedModelSensor(BaseSensorOperator):
         from airflow.sdk.exceptions import AirflowSensorTimeout
 
         from batchops.errors import BatchOpsError
-        from batchops.tasks import fail_without_retry, run_logger_for
+        from batchops.tasks import failing_fast, run_logger_for
 
         try:
             return super().execute(context)
@@ -165,10 +159,8 @@ class ApprovedModelSensor(BaseSensorOperator):
         except BatchOpsError as exc:
             # e.g. the approved model's file is missing or was changed: the run summary must carry it
             self._log_failure(run_logger_for(context, self.settings), exc)
-            failure = fail_without_retry(self.task_id, exc)
-            if failure is exc:
+            with failing_fast(self.task_id):
                 raise
-            raise failure from exc
 
     def _log_failure(self, logger, exc: BaseException) -> None:
         """The sensor logs no stage events while it pokes; on failure it leaves the cause for summarize."""

@@ -56,16 +56,18 @@ def run_logger_for(context: dict[str, Any], settings: Settings) -> RunLogger:
     return RunLogger(run_dir / "logs.jsonl", context["ti"].task_id, settings.run_log_max_bytes)
 
 
-def fail_without_retry(task_id: str, exc: BatchOpsError) -> BaseException:
-    """What a task raises for a BatchOps error: the error itself when a retry may help, otherwise
-    AirflowFailException, so that bad input or a damaged file fails at once with the stage's message."""
+@contextmanager
+def failing_fast(task_id: str):
+    """A BatchOps error that a retry may fix is raised as it is; any other (bad input, a damaged file)
+    becomes AirflowFailException, so the task fails at once with the stage's message, without retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    if isinstance(exc, RETRYABLE):
-        return exc
-    failure = AirflowFailException(f"{task_id}: {exc}")
-    failure.__cause__ = exc
-    return failure
+    try:
+        yield
+    except BatchOpsError as exc:
+        if isinstance(exc, RETRYABLE):
+            raise
+        raise AirflowFailException(f"{task_id}: {exc}") from exc
 
 
 @contextmanager
@@ -74,15 +76,10 @@ def _stage_edge(ctx: RunContext, context: dict[str, Any]):
 
     task_id, try_number = context["ti"].task_id, context["ti"].try_number
     logger = ctx.logger(task_id)
-    try:
+    with failing_fast(task_id):
         begin_attempt(logger, try_number, (ctx.settings.model_store(ctx.provider.provider_id),))
         with logger.timed("stage", task=task_id, try_number=try_number):
             yield
-    except BatchOpsError as exc:
-        failure = fail_without_retry(task_id, exc)
-        if failure is exc:
-            raise
-        raise failure from exc
 
 
 def run_plan(binding: StageBinding, **context: Any) -> dict[str, str]:
