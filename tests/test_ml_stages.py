@@ -112,6 +112,15 @@ def test_rejected_model_is_registered_but_never_scores(project):
     assert score(ctx)["model_id"] == champion
 
 
+def test_scoring_when_the_only_model_was_rejected_says_why(project):
+    ctx = prepare(project)
+    strict = ctx.pipeline.model_copy(update={"guardrails": Guardrails(min_roc_auc=0.999)})
+    train(type(ctx)(ctx.dag_id, "manual__strict", ctx.provider, strict, ctx.snapshot_date, project))
+    with pytest.raises(ModelIntegrityError, match=r"was rejected: roc_auc .* is below min_roc_auc 0.999") as refused:
+        score(ctx)
+    assert "run provider_a__propensity_model again" in str(refused.value)
+
+
 def test_scoring_without_an_approved_model_says_which_dag_to_run(project):
     ctx = prepare(project, pipeline_id="propensity_scoring")
     with pytest.raises(ModelIntegrityError, match="run provider_a__propensity_model first"):

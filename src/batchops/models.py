@@ -98,6 +98,18 @@ def latest_approved(warehouse, settings: Settings, pipeline: str, as_of: date) -
     return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 
+def latest_rejection(warehouse, settings: Settings, pipeline: str, as_of: date) -> str | None:
+    """Why the newest model of the pipeline (trained on or before as_of) was not approved, if it was not."""
+    ensure_registry(warehouse, settings)
+    row = warehouse.execute(
+        "SELECT model_id, training_snapshot, status, reason FROM model_registry WHERE pipeline = $pipeline "
+        "AND training_snapshot <= CAST($as_of AS DATE) ORDER BY training_snapshot DESC, registered_at DESC LIMIT 1",
+        {"pipeline": pipeline, "as_of": as_of.isoformat()}).fetchone()
+    if row is None or row[2] == "approved":
+        return None
+    return f"the newest model, {row[0]} (trained on {row[1]}), was {row[2]}: {row[3]}"
+
+
 def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_of: date) -> RegisteredModel | None:
     """Registry look-up for the sensor; None when the provider has no warehouse or no approved model yet."""
     if not warehouse_path(settings, provider_id).exists():

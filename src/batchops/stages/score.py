@@ -15,7 +15,13 @@ from batchops.artifacts import replace_dir_atomic
 from batchops.duck import scratch_connection
 from batchops.errors import ModelIntegrityError, SanityCheckError
 from batchops.faults import crash_point, fail_once
-from batchops.models import RegisteredModel, check_features_match, latest_approved, load_verified_model
+from batchops.models import (
+    RegisteredModel,
+    check_features_match,
+    latest_approved,
+    latest_rejection,
+    load_verified_model,
+)
 from batchops.plots import plot_score_histogram
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
@@ -73,10 +79,14 @@ def _write_predictions(connection, frame, folder: Path, between_files=lambda: No
 def resolve_model(ctx: RunContext) -> RegisteredModel:
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         model = latest_approved(warehouse, ctx.settings, ctx.pipeline.model_pipeline, ctx.snapshot_date)
+        rejection = None if model else latest_rejection(warehouse, ctx.settings, ctx.pipeline.model_pipeline,
+                                                        ctx.snapshot_date)
     if model is None:
+        dag = f"{ctx.provider.provider_id}__{ctx.pipeline.model_pipeline}"
         raise ModelIntegrityError(
             f"no approved model for {ctx.provider.provider_id}/{ctx.pipeline.model_pipeline} trained on or before "
-            f"{ctx.snapshot_date}; run {ctx.provider.provider_id}__{ctx.pipeline.model_pipeline} first")
+            f"{ctx.snapshot_date}; " + (f"{rejection}. Fix what the guardrail names (or the provider's guardrails) "
+                                        f"and run {dag} again" if rejection else f"run {dag} first"))
     return model
 
 
