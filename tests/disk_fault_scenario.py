@@ -37,6 +37,11 @@ def attempt(stage, ctx) -> str:
     return "no error"
 
 
+def mount_tmpfs(folder: Path, size: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+
+
 def fill(folder: Path) -> Path:
     """Fill the file system of folder to the last block; returns the filler file to delete later."""
     filler = folder / "filler"
@@ -61,8 +66,7 @@ def main_warehouse(home: Path) -> None:
     from datetime import date
 
     settings = Settings.from_env(default_home=home, env={})
-    settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(settings.warehouse_dir)], check=True)
+    mount_tmpfs(settings.warehouse_dir, "24m")
     make_drop(settings, "provider_a", customers=300)
     first = run_context(settings)
     ingest(first)
@@ -80,8 +84,7 @@ def main_warehouse(home: Path) -> None:
 
 def main(home: Path) -> None:
     settings = Settings.from_env(default_home=home, env={})
-    settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(settings.runs_dir)], check=True)
+    mount_tmpfs(settings.runs_dir, "4m")
     make_drop(settings, "provider_a", customers=300)
     ctx = run_context(settings)
     ingest(ctx)

@@ -192,6 +192,7 @@ def test_a_provider_with_every_optional_column_uses_every_feature(stack):
 def test_a_run_whose_plan_fails_still_leaves_a_failed_summary(stack, bad_input):
     import subprocess
 
+    (stack.settings.config_dir / "cd_retailer.yaml").write_text(PURCHASE_LOG_PROVIDER)  # (also when run alone)
     before = set(stack.run_dirs("cd_retailer__propensity_scoring"))
     done = subprocess.run(["airflow", "dags", "test", "cd_retailer__propensity_scoring", "1998-10-01", "--conf",
                            json.dumps({"snapshot_data": "1998-10-01"})], env=stack.env, capture_output=True,

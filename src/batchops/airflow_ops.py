@@ -154,19 +154,11 @@ class ApprovedModelSensor(BaseSensorOperator):
                 f"{self.snapshot_date} appeared within {self.timeout}s. Run the DAG "
                 f"{self.provider_id}__{self.model_pipeline} for this or an earlier snapshot to train and approve "
                 "one, then clear this task.")
-            self._log_failure(run_logger_for(context, self.settings), timeout)
+            run_logger_for(context, self.settings).failed("stage", timeout, task=self.task_id)
             raise timeout from exc
         except BatchOpsError as exc:
-            # e.g. the approved model's file is missing or was changed: the run summary must carry it
-            self._log_failure(run_logger_for(context, self.settings), exc)
+            # e.g. the approved model's file is missing or was changed. The sensor logs no stage events while
+            # it pokes, so it leaves the cause here for run_summary.md.
+            run_logger_for(context, self.settings).failed("stage", exc, task=self.task_id)
             with failing_fast(self.task_id):
                 raise
-
-    def _log_failure(self, logger, exc: BaseException) -> None:
-        """The sensor logs no stage events while it pokes; on failure it leaves the cause for summarize."""
-        from contextlib import suppress
-
-        from batchops.errors import BatchOpsError
-
-        with suppress(BatchOpsError):
-            logger.event("stage_failed", level="ERROR", task=self.task_id, error=f"{type(exc).__name__}: {exc}")

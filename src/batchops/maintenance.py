@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from batchops.artifacts import sha256_of_file, write_with
+from batchops.artifacts import atomic_path, sha256_of_file, write_with
 from batchops.config import ConfigSet, PipelineSpec, ProviderConfig
 from batchops.errors import BatchOpsError
 from batchops.models import REGISTRY_SIDECAR, ensure_registry, register_model
@@ -58,17 +58,16 @@ def verify_database(path: Path) -> list[str]:
     return tables
 
 
-def _swap_in(new_file: Path, target: Path, stamp: str) -> Path | None:
-    """Put new_file at target (same folder, one rename); the old file and its WAL are kept aside, so a
-    WAL of the old file is never replayed onto the new one. Caller holds the provider lock."""
-    kept = None
+def _set_aside(target: Path, stamp: str) -> Path | None:
+    """Move the warehouse and its WAL out of the way (kept, never deleted) before a new file takes the
+    name, so the old WAL is never replayed onto the new file. Caller holds the provider lock."""
     wal = target.with_name(target.name + ".wal")
     if wal.exists():
         os.replace(wal, target.with_name(f"{target.name}.replaced-{stamp}.wal"))
-    if target.exists():
-        kept = target.with_name(f"{target.name}.replaced-{stamp}")
-        os.replace(target, kept)
-    os.replace(new_file, target)
+    if not target.exists():
+        return None
+    kept = target.with_name(f"{target.name}.replaced-{stamp}")
+    os.replace(target, kept)
     return kept
 
 
@@ -112,15 +111,9 @@ def restore(settings: Settings, provider_id: str, backup_file: Path | None = Non
     tables = verify_database(backup_file)
     target = warehouse_path(settings, provider_id)
     stamp = _stamp()
-    with warehouse_lock(settings, provider_id):
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.{owner_tag()}.", suffix=".part", dir=target.parent)
-        os.close(handle)
-        try:
-            shutil.copyfile(backup_file, temp_name)
-            kept = _swap_in(Path(temp_name), target, stamp)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+    with warehouse_lock(settings, provider_id), atomic_path(target) as copy:
+        shutil.copyfile(backup_file, copy)
+        kept = _set_aside(target, stamp)  # atomic_path then renames the copy into place
     return {"restored_from": str(backup_file), "warehouse": str(target), "tables": tables,
             "previous_file": str(kept) if kept else None}
 
@@ -269,7 +262,8 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
             registered, skipped = _register_stored_models(settings, build, provider_id, note)
             built = warehouse_path(build, provider_id)
             tables = verify_database(built)
-            kept = _swap_in(built, target, stamp)
+            kept = _set_aside(target, stamp)
+            os.replace(built, target)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return {"warehouse": str(target), "snapshots": results, "models_registered": registered,

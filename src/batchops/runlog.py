@@ -80,6 +80,11 @@ class RunLogger:
             finally:
                 os.close(descriptor)  # also releases the flock
 
+    def failed(self, event: str, exc: BaseException, **fields: Any) -> None:
+        """Log `<event>_failed` with the error; a failure to log (e.g. a full disk) never hides the error."""
+        with suppress(BatchOpsError):
+            self.event(f"{event}_failed", level="ERROR", error=f"{type(exc).__name__}: {exc}", **fields)
+
     @contextmanager
     def timed(self, event: str, **fields: Any) -> Iterator[dict[str, Any]]:
         """Log `<event>_started`, then `<event>_finished` with seconds (or `<event>_failed` with the error)."""
@@ -89,9 +94,7 @@ class RunLogger:
         try:
             yield result
         except BaseException as exc:
-            with suppress(BatchOpsError):  # e.g. a full disk: the original error is the one to report
-                self.event(f"{event}_failed", level="ERROR", seconds=round(time.perf_counter() - started, 3),
-                           error=f"{type(exc).__name__}: {exc}", **fields)
+            self.failed(event, exc, seconds=round(time.perf_counter() - started, 3), **fields)
             raise
         self.event(f"{event}_finished", seconds=round(time.perf_counter() - started, 3), **{**fields, **result})
 
@@ -100,11 +103,19 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     """Read logs.jsonl (after its rotated part, if any), skipping torn lines left by a killed process."""
     events = []
     for part in (rotated(path), path):
-        if not part.exists():
+        if part.exists():
+            events += parse_events(part.read_text(encoding="utf-8", errors="replace").splitlines())
+    return events
+
+
+def parse_events(lines: list[str]) -> list[dict[str, Any]]:
+    """logs.jsonl lines as events, skipping torn or foreign lines (a killed writer's half line)."""
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
             continue
-        for line in part.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        if isinstance(event, dict):
+            events.append(event)
     return events

@@ -8,7 +8,7 @@ retry cannot fix into AirflowFailException so the task fails at once with the st
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,7 @@ def run_plan(binding: StageBinding, **context: Any) -> dict[str, str]:
         check_scheduled_start(binding.provider, run_type, snapshot_date)
     except RunParameterError as exc:
         # No snapshot, so no RunContext: the run folder still gets the reason, for summarize and the UI.
-        with suppress(BatchOpsError):
-            run_logger_for(context, binding.settings).event("stage_failed", level="ERROR", task="plan",
-                                                            error=f"RunParameterError: {exc}")
+        run_logger_for(context, binding.settings).failed("stage", exc, task="plan")
         raise AirflowFailException(f"plan: {exc}") from exc
     ctx = binding.run_context(context, snapshot_date)
     with _stage_edge(ctx, context):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from batchops.runlog import parse_events
 from batchops.ui import safe_files
 from batchops.ui.safe_files import UnsafeArtifactError
 
@@ -36,7 +37,7 @@ def _templates():
 
 
 def render(template: str, **values: Any) -> str:
-    return _templates().get_template(template).render(url_prefix=URL_PREFIX, **values)
+    return _templates().get_template(template).render(**values)
 
 
 def run_url(dag_id: str, run_id: str) -> str:
@@ -113,19 +114,6 @@ def _plan(folder: Path) -> dict[str, Any] | None:
     return {"snapshot_date": plan["snapshot_date"], "source": plan.get("snapshot_date_source", ""),
             "stages": " → ".join(str(stage["stage"]) for stage in plan.get("stages", [])),
             "files": [(role, str(entry.get("sha256") or "")[:16]) for role, entry in plan.get("files", {}).items()]}
-
-
-def parse_events(lines: list[str]) -> list[dict[str, Any]]:
-    """logs.jsonl lines as events, skipping a torn line left by a killed writer."""
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
 
 
 def _log_tail(folder: Path) -> list[str]:

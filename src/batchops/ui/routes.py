@@ -16,12 +16,12 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from batchops.artifacts import run_dir_for
 from batchops.errors import RunParameterError, WarehouseBusyError, WarehouseDamagedError
+from batchops.runlog import parse_events
 from batchops.settings import Settings
 from batchops.ui import safe_files
 from batchops.ui.pages import (
     DOWNLOADABLE,
     outcome_of,
-    parse_events,
     render_not_batchops,
     render_overview,
     render_run_page,
