@@ -185,3 +185,15 @@ def test_scheduled_runs_start_at_the_providers_start_date_and_manual_runs_take_a
     with pytest.raises(RunParameterError, match="scheduled runs start with snapshot 2026-01-01"):
         check_scheduled_start(provider, "scheduled", date(2025, 12, 31))
     assert parse_snapshot_date("1997-01-01") == date(1997, 1, 1) and parse_snapshot_date("2150-06-30").year == 2150
+
+
+def test_landing_file_names_may_hold_spaces_but_no_folders(project):
+    from batchops.config import ConfigIssue, load_config_set
+
+    config = project.config_dir / "provider_a.yaml"
+    config.write_text(config.read_text().replace("file: customers.csv", "file: Customers Export.csv"))
+    assert configs(project).providers["provider_a"].entities["customers"].file == "Customers Export.csv"
+    config.write_text(config.read_text().replace("file: Customers Export.csv", "file: ../customers.csv"))
+    issues = load_config_set(project.config_dir, project.pipelines_dir, project.sql_dir).issues
+    problem: ConfigIssue = next(i for i in issues if i.field == "entities.customers.file")
+    assert "'../customers.csv' must match" in problem.reason and "lowercase letters" not in problem.reason

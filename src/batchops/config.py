@@ -148,7 +148,9 @@ class OcrOptions(StrictModel):
 class EntitySpec(StrictModel):
     """One file a provider delivers per snapshot (customers, transactions, ...)."""
 
-    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="File name in the landing folder.")
+    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,126}[A-Za-z0-9._-]$|^[A-Za-z0-9]$", description=(
+        "File name in the landing folder (spaces inside are fine, as spreadsheet exports name them; no "
+        "folders)."))
     format: Literal["csv", "pdf"] = Field("csv", description="pdf: a scanned table, read by OCR in ingest.")
     csv: CsvOptions = CsvOptions()
     ocr: OcrOptions = OcrOptions()
@@ -500,7 +502,8 @@ def _issues_from_validation(file: Path, error: ValidationError) -> list[ConfigIs
         elif problem["type"] == "missing":
             message = "required key is missing"
         elif problem["type"] == "string_pattern_mismatch" and "pattern" in problem.get("ctx", {}):
-            message = f"{problem.get('input')!r} must match {problem['ctx']['pattern']} (lowercase letters, digits, _)"
+            hint = " (lowercase letters, digits, _)" if problem["ctx"]["pattern"] == IDENTIFIER_PATTERN else ""
+            message = f"{problem.get('input')!r} must match {problem['ctx']['pattern']}{hint}"
         issues.append(ConfigIssue(str(file), location, message))
     return issues
 
