@@ -1,61 +1,172 @@
-"""Cell accuracy and seconds per page: BatchOps' OCR (one and all cores) against a naive
-image_to_string + whitespace split, on the same generated scans with known truth.
+"""The OCR benchmark: every layout variant (batchops.ocr_eval.VARIANTS) drawn with known truth and read
+by the real command (scripts/pdf_to_csv.py --flag-column), as a user runs it.
 
-    python scripts/ocr_benchmark.py [--seeds 5] [--rows 90]      # prints a JSON summary
+    python scripts/ocr_benchmark.py [--seeds 2] [--rows 90] [--variants plain,reordered]
+        [--output benchmarks/results/ocr_variants]       # writes .json and .md
+        [--baseline]                                     # also a naive image_to_string split, on plain
+
+Per variant: cell accuracy, rows got / expected, wrong cells, wrong cells not flagged, runs the
+command refused (exit 1, no CSV), and CPU seconds per page of the whole command tree (the Python
+process, pdftoppm, tesseract: getrusage of waited-for children), beside wall seconds per page.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import resource
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from batchops.ocr import pdf_to_table, rules_from_entity
-from batchops.ocr_eval import cell_accuracy, naive_read, timed
-from batchops.settings import Settings
+from batchops.ocr_eval import VARIANTS, cell_accuracy, naive_read, wrong_cells
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import make_ocr_sample  # noqa: E402
 
-from batchops.config import load_config_set  # noqa: E402
+COMMAND = REPO / "scripts" / "pdf_to_csv.py"
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def page_count(pdf: Path) -> int:
+    from pdf2image import pdfinfo_from_path
+
+    return int(pdfinfo_from_path(str(pdf))["Pages"])
+
+
+def run_variant(name: str, seed: int, rows: int, folder: Path) -> dict:
+    """The command with its defaults. When it refuses a hard variant, it runs again with --max-invalid 1
+    to show that the cells it would have written wrong are all flagged."""
+    spec = VARIANTS[name]
+    pdf, truth_file = folder / f"{name}_{seed}.pdf", folder / f"{name}_{seed}_truth.csv"
+    truth = make_ocr_sample.make_variant(name, pdf, truth_file, rows, seed)
+    result = read_variant(name, seed, pdf, truth, folder, [])
+    if result["refused"] and spec.get("hard"):
+        forced = read_variant(name, seed, pdf, truth, folder, ["--max-invalid", "1"])
+        result["forced"] = {k: forced[k] for k in ("rows", "accuracy", "wrong", "unflagged", "refused")}
+    return result
+
+
+def read_variant(name: str, seed: int, pdf: Path, truth: list[list[str]], folder: Path, extra: list[str]) -> dict:
+    spec = VARIANTS[name]
+    output = folder / f"{name}_{seed}{'_forced' if extra else ''}.csv"
+    schema = ["--no-schema"] if spec.get("mode") == "no_schema" else ["--provider", "provider_c", "--entity",
+                                                                     "transactions"]
+    before_cpu, started = children_cpu(), time.perf_counter()
+    done = subprocess.run([sys.executable, str(COMMAND), "--input", str(pdf), "--output", str(output),
+                           "--flag-column", *schema, *extra], capture_output=True, text=True)
+    wall, cpu = time.perf_counter() - started, children_cpu() - before_cpu
+    pages = page_count(pdf)
+    result = {"variant": name, "seed": seed, "exit": done.returncode, "pages": pages, "expected_rows": len(truth),
+              "cpu_s_per_page": cpu / pages, "wall_s_per_page": wall / pages, "cells": len(truth) * len(truth[0])}
+    if done.returncode != 0:
+        result.update(rows=0, accuracy=0.0, wrong=None, unflagged=None, refused=True, csv_written=output.exists(),
+                      message=done.stderr.strip().splitlines()[-1][:300] if done.stderr.strip() else "")
+        return result
+    with output.open(newline="") as handle:
+        table = list(csv.reader(handle))
+    header, body = table[0], table[1:]
+    flags = [row[-1] for row in body]
+    read = [row[:-1] for row in body]
+    # The command writes the source headers (config order with a schema, the page's without one):
+    # compare by column name so a reordered page is judged cell by cell.
+    positions = [header.index(h) if h in header else None for h in make_ocr_sample.HEADER]
+    aligned = [[row[p] if p is not None else "" for p in positions] for row in read]
+    wrong, unflagged = wrong_cells(truth, aligned, flags, make_ocr_sample.HEADER)
+    result.update(rows=len(read), accuracy=cell_accuracy(truth, aligned), wrong=wrong, unflagged=unflagged,
+                  refused=False, csv_written=True)
+    return result
+
+
+def summarize(results: list[dict]) -> dict[str, dict]:
+    summary = {}
+    for name in VARIANTS:
+        runs = [r for r in results if r["variant"] == name]
+        if not runs:
+            continue
+        read = [r for r in runs if not r["refused"]]
+        summary[name] = {
+            "about": VARIANTS[name]["about"], "hard": bool(VARIANTS[name].get("hard")), "runs": len(runs),
+            "refused": len(runs) - len(read),
+            "cell_accuracy": round(sum(r["accuracy"] * r["cells"] for r in read) / sum(r["cells"] for r in read), 4)
+            if read else None,
+            "rows_got": sum(r["rows"] for r in read), "rows_expected": sum(r["expected_rows"] for r in read),
+            "wrong_cells": sum(r["wrong"] for r in read), "wrong_unflagged": sum(r["unflagged"] for r in read),
+            "cpu_s_per_page": round(statistics.median(r["cpu_s_per_page"] for r in runs), 2),
+            "wall_s_per_page": round(statistics.median(r["wall_s_per_page"] for r in runs), 2),
+        }
+        forced = [r["forced"] for r in runs if r.get("forced") and not r["forced"]["refused"]]
+        if forced:
+            summary[name]["forced_max_invalid_1"] = {
+                "rows_got": sum(f["rows"] for f in forced), "wrong_cells": sum(f["wrong"] for f in forced),
+                "wrong_unflagged": sum(f["unflagged"] for f in forced)}
+    return summary
+
+
+def markdown(summary: dict[str, dict], meta: dict) -> str:
+    lines = ["| variant | cells right | rows got / expected | wrong cells | wrong, not flagged | refused | "
+             "CPU-s/page | wall-s/page |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        accuracy = f"{s['cell_accuracy']:.2%}" if s["cell_accuracy"] is not None else "-"
+        refused = f"{s['refused']} of {s['runs']}"
+        if s.get("forced_max_invalid_1"):
+            f = s["forced_max_invalid_1"]
+            refused += (f" (with --max-invalid 1: {f['rows_got']} rows, {f['wrong_cells']} wrong, "
+                        f"{f['wrong_unflagged']} not flagged)")
+        lines.append(f"| {name} ({s['about']}) | {accuracy} | {s['rows_got']} / {s['rows_expected']} | "
+                     f"{s['wrong_cells']} | {s['wrong_unflagged']} | {refused} | "
+                     f"{s['cpu_s_per_page']} | {s['wall_s_per_page']} |")
+    lines.append("")
+    lines.append(f"{meta['seeds']} seeds × {meta['rows']} rows per variant ({meta['rows_per_page']} rows a page), "
+                 f"{meta['cpus']} CPUs; median CPU-s/page over all runs: {meta['median_cpu_s_per_page']}; "
+                 f"`{meta['command']}`.")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=90)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--baseline", action="store_true")
     args = parser.parse_args()
-    os.environ["OMP_THREAD_LIMIT"] = "1"  # the same for the baseline, so both use one core per process
-    settings = Settings.from_env(default_home=REPO, env={})
-    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-    rules = rules_from_entity(config_set.providers["provider_c"].entities["transactions"])
-    totals = {name: {"correct": 0.0, "cells": 0, "seconds": 0.0} for name in ("batchops_1core", "batchops_all_cores",
-                                                                           "naive", "naive_psm6")}
-    pages = 0
+    names = [n for n in args.variants.split(",") if n]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+    results = []
     with tempfile.TemporaryDirectory() as folder:
-        for seed in range(1, args.seeds + 1):
-            pdf = Path(folder) / f"scan_{seed}.pdf"
-            truth = make_ocr_sample.make_scan(pdf, Path(folder) / f"truth_{seed}.csv", args.rows, seed)
-            cells = len(truth) * len(truth[0])
-            runs = {"batchops_1core": lambda pdf=pdf: pdf_to_table(pdf, rules=rules, workers=1).rows,
-                    "batchops_all_cores": lambda pdf=pdf: pdf_to_table(pdf, rules=rules).rows,
-                    "naive": lambda pdf=pdf: naive_read(pdf, make_ocr_sample.HEADER),
-                    "naive_psm6": lambda pdf=pdf: naive_read(pdf, make_ocr_sample.HEADER, psm=6)}
-            for name, run in runs.items():
-                rows, seconds = timed(run)
-                totals[name]["correct"] += cell_accuracy(truth, rows) * cells
-                totals[name]["cells"] += cells
-                totals[name]["seconds"] += seconds
-            pages += -(-args.rows // 45)
-    summary = {"scans": args.seeds, "rows_per_scan": args.rows, "pages": pages, "cpus": os.cpu_count()}
-    for name, total in totals.items():
-        summary[name] = {"cell_accuracy": round(total["correct"] / total["cells"], 4),
-                         "seconds_per_page": round(total["seconds"] / pages, 2)}
-    print(json.dumps(summary, indent=2))
+        from batchops.progress import progress
+
+        jobs = [(name, seed) for name in names for seed in range(1, args.seeds + 1)]
+        for name, seed in progress(jobs, "OCR variants"):
+            results.append(run_variant(name, seed, args.rows, Path(folder)))
+        baseline = None
+        if args.baseline:
+            pdf = Path(folder) / "baseline.pdf"
+            truth = make_ocr_sample.make_scan(pdf, Path(folder) / "baseline.csv", args.rows, 1)
+            baseline = round(cell_accuracy(truth, naive_read(pdf, make_ocr_sample.HEADER)), 4)
+    summary = summarize(results)
+    meta = {"seeds": args.seeds, "rows": args.rows, "rows_per_page": 45, "cpus": os.cpu_count(),
+            "median_cpu_s_per_page": round(statistics.median(r["cpu_s_per_page"] for r in results), 2),
+            "command": "python scripts/ocr_benchmark.py " + " ".join(sys.argv[1:]), "naive_baseline_accuracy": baseline}
+    document = {"meta": meta, "variants": summary, "runs": results}
+    print(json.dumps({"meta": meta, "variants": summary}, indent=2))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.with_suffix(".json").write_text(json.dumps(document, indent=2) + "\n")
+        args.output.with_suffix(".md").write_text(markdown(summary, meta))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,14 @@
     python scripts/pdf_to_csv.py                       # data/ocr_input/sample_input.pdf -> ocr_output.csv
     python scripts/pdf_to_csv.py --input X.pdf --output X.csv --provider provider_c --entity transactions
         [--dpi 300] [--lang eng] [--pages 1,3-4] [--min-confidence 60] [--max-invalid 0.01] [--workers N]
+        [--flag-column]
+    python scripts/pdf_to_csv.py --input X.pdf --output X.csv --no-schema   # columns from the header row
 
-Writes the CSV and a sidecar report (<output>.report.json: per-page seconds, rows, mean confidence,
-and every low-confidence or invalid cell). When more cells than --max-invalid fail validation it
-writes no CSV, only the report, and exits 1.
+Writes the CSV and a sidecar report (<output>.report.json: per page its source (text layer or OCR),
+rows and mean confidence; the header cells matched; every invalid, doubtful or low-confidence cell).
+--flag-column adds `_ocr_flags` to each row ('amount:low_confidence;...'). It writes no CSV, only
+the report, and exits 1 when a required column is missing, a page has text but no rows, the header
+cannot be told (without a schema), or more cells than --max-invalid fail validation.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO / "data" / "ocr_input" / "sample_input.pdf"
 DEFAULT_OUTPUT = REPO / "data" / "ocr_input" / "ocr_output.csv"
 SAMPLE_SCHEMA = ("provider_c", "transactions")
+FLAG_COLUMN = "_ocr_flags"
 
 
 def parse_pages(text: str | None) -> list[int] | None:
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-confidence", type=float, default=60.0)
     parser.add_argument("--max-invalid", type=float, default=0.01)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--flag-column", action="store_true",
+                        help="add an _ocr_flags column naming each row's flagged cells and why")
     args = parser.parse_args(argv)
     if bool(args.provider) != bool(args.entity):
         parser.error("--provider and --entity go together")
@@ -92,19 +99,36 @@ def main(argv: list[str] | None = None) -> int:
         report = getattr(exc, "report", None)
         if report is not None:
             write_json_atomic(report_path, report)
+            if report.get("pages"):
+                print(page_summary(report), file=sys.stderr)
         print(f"error: {exc}" + (f" (report: {report_path})" if report is not None else ""), file=sys.stderr)
         return 1
     except BatchOpsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     header = [rule.header for rule in rules] if rules else result.columns
-    write_text_atomic(args.output, table_csv(header, result.rows))
+    rows = result.rows
+    if args.flag_column:
+        header = [*header, FLAG_COLUMN]
+        rows = [[*row, flags] for row, flags in zip(rows, result.row_flags, strict=True)]
+    write_text_atomic(args.output, table_csv(header, rows))
     write_json_atomic(report_path, result.report)
     report = result.report
+    print(page_summary(report), file=sys.stderr)
     print(json.dumps({"output": str(args.output), "report": str(report_path), "rows": report["rows"],
-                      "pages": len(report["pages"]), "seconds": report["seconds"],
-                      "flagged_cells": len(report["flagged_cells"]), "invalid_cells": report["invalid_cells"]}))
+                      "rows_per_page": report["rows_per_page"], "pages": len(report["pages"]),
+                      "seconds": report["seconds"], "flagged_cells": len(report["flagged_cells"]),
+                      "invalid_cells": report["invalid_cells"], "extra_columns": report["extra_columns"]}))
     return 0
+
+
+def page_summary(report: dict) -> str:
+    """One line per page (source, header, rows), then the total: what a reader checks against the PDF."""
+    lines = [f"page {p['page']}: {p['rows']} rows ({p['source']}, header {p['header']}"
+             + (f", {p['status'].replace('_', ' ')}" if p["status"] != "table" else "") + ")"
+             for p in report.get("pages", [])]
+    lines.append(f"total: {report.get('rows', 0)} rows, {len(report.get('flagged_cells', []))} flagged cells")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

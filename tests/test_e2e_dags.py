@@ -111,8 +111,14 @@ def test_provider_c_with_a_scanned_pdf_statement_runs_end_to_end(stack):
     assert (run_dir / "run_summary.md").read_text().startswith("# Run summary: COMPLETE")
     report = json.loads((run_dir / "ocr_report_transactions.json").read_text())
     dq = json.loads((run_dir / "dq_report.json").read_text())
-    ocr_check = next(c for c in dq["checks"] if c["check"] == "ocr_quality")
-    assert ocr_check["passed"] and report["rows"] == stack.warehouse_rows("provider_c", "transactions", "2026-02-01")[0]
+    ocr_checks = {c["metric"]: c for c in dq["checks"] if c["check"] in ("ocr_quality", "ocr_pages")}
+    assert set(ocr_checks) == {"invalid_cell_fraction", "low_confidence_cell_fraction", "pages_with_unread_rows"}
+    assert all(c["passed"] for c in ocr_checks.values()), ocr_checks
+    assert report["rows"] == stack.warehouse_rows("provider_c", "transactions", "2026-02-01")[0]
+    assert sum(report["rows_per_page"].values()) == report["rows"]
+    markdown = (run_dir / "dq_report.md").read_text()
+    for cell in report["flagged_cells"]:  # every flagged cell's row is in the DQ report people read
+        assert f"| {cell['page']} | {cell['row']} | {cell['column']} | {cell['kind']} |" in markdown
     assert stack.warehouse_rows("provider_c", "predictions", "2026-02-01") == (200, 200)
 
 

@@ -1,10 +1,31 @@
-"""Measuring OCR: cell accuracy of BatchOps' layout reader against a naive baseline, on scans with
-known truth. Used by tests/test_ocr.py and scripts/ocr_benchmark.py."""
+"""Measuring OCR: the benchmark's layout variants, cell accuracy and wrong cells against known truth,
+and a naive baseline. Used by tests/test_ocr.py and scripts/ocr_benchmark.py."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+
+# Layout variants of provider_c's statement the OCR must read (scripts/make_ocr_sample.py draws them).
+# "hard" ones (a stamp, heavy noise) must flag every wrong cell or refuse; the rest must be exact.
+VARIANTS: dict[str, dict] = {
+    "plain": {"render": {}, "about": "the project's own style: sans, header on every page, skew up to 1°"},
+    "reordered": {"render": {"column_order": [3, 0, 4, 2, 1]}, "about": "columns in another order than the config"},
+    "header_once": {"render": {"header_on_every_page": False}, "about": "the header on page 1 only"},
+    "serif": {"render": {"font": "serif"}, "about": "a serif font"},
+    "mono": {"render": {"font": "mono"}, "about": "a monospace font"},
+    "low_res": {"render": {"scan_dpi": 150}, "about": "scanned at 150 dpi"},
+    "rotated": {"render": {"max_skew_degrees": 3.0}, "about": "skewed up to 3°"},
+    "blank_middle": {"render": {"blank_page_after": 1}, "about": "a blank page between the table pages"},
+    "text_layer": {"render": {"text_layer_pages": "all"}, "about": "a digital PDF with a text layer"},
+    "mixed": {"render": {"text_layer_pages": "odd"}, "about": "page 1 digital, page 2 scanned"},
+    "no_schema_bold": {"render": {"header_bold": True}, "mode": "no_schema",
+                       "about": "bold header, read with --no-schema"},
+    "stamp_pen": {"render": {"stamp": True, "pen_stroke": True}, "hard": True,
+                  "about": "a PAID stamp and a pen stroke over the table"},
+    "heavy_noise": {"render": {"heavy_noise": True}, "hard": True,
+                    "about": "heavy speckle, toner dust and JPEG artefacts"},
+}
 
 
 def cell_accuracy(truth: list[list[str]], read: list[list[str]]) -> float:
@@ -12,6 +33,23 @@ def cell_accuracy(truth: list[list[str]], read: list[list[str]]) -> float:
     cells = max(len(truth), len(read)) * len(truth[0])
     matches = sum(a.strip() == b.strip() for t, r in zip(truth, read, strict=False) for a, b in zip(t, r, strict=False))
     return matches / cells if cells else 0.0
+
+
+def wrong_cells(truth: list[list[str]], read: list[list[str]], flags: list[str], columns: list[str]) -> tuple[int, int]:
+    """(wrong cells, wrong cells not flagged) of rows compared in order; flags[i] is row i's _ocr_flags
+    ('column:kind;...'). A missing or extra row counts all its cells wrong and unflagged."""
+    wrong = unflagged = 0
+    for index in range(max(len(truth), len(read))):
+        if index >= len(truth) or index >= len(read):
+            wrong += len(columns)
+            unflagged += len(columns)
+            continue
+        flagged = {part.split(":")[0] for part in flags[index].split(";") if part} if index < len(flags) else set()
+        for column, expected, got in zip(columns, truth[index], read[index], strict=True):
+            if expected.strip() != got.strip():
+                wrong += 1
+                unflagged += column not in flagged
+    return wrong, unflagged
 
 
 def naive_read(pdf: Path, header: list[str], dpi: int = 300, psm: int | None = None) -> list[list[str]]:

@@ -1,75 +1,239 @@
-"""Render a table as a scanned-looking, image-only PDF: a page title, the header repeated on every
-page, a footer, slight skew, blur and speckle. For the OCR sample, tests and synthetic providers."""
+"""Render a table as a provider statement PDF: a scanned-looking image-only PDF (skew, blur, speckle,
+and optionally heavy noise with JPEG artefacts, a stamp, a pen stroke, low resolution, another font)
+or a PDF with a real text layer, or a mix of both. For the OCR sample, tests, the OCR benchmark's
+layout variants and synthetic providers."""
 
 from __future__ import annotations
 
+import io
 import random
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
-FONT_CANDIDATES = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-                   "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"]
+FONTS = {
+    "sans": ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+             "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"],
+    "sans-bold": ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf"],
+    "serif": ["/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+              "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf"],
+    "serif-bold": ["/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf",
+                   "/usr/share/fonts/truetype/liberation/LiberationSerif-Bold.ttf"],
+    "mono": ["/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+             "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf"],
+    "mono-bold": ["/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+                  "/usr/share/fonts/truetype/liberation/LiberationMono-Bold.ttf"],
+}
+FONT_CANDIDATES = FONTS["sans"]
+# The PDF standard fonts a text-layer statement uses (no embedding needed).
+PDF_FONTS = {"sans": "Helvetica", "sans-bold": "Helvetica-Bold", "serif": "Times-Roman", "serif-bold": "Times-Bold",
+             "mono": "Courier", "mono-bold": "Courier-Bold"}
 PAGE_SIZE = (2480, 3508)  # A4 at 300 dpi
+DPI = 300
 
 
-def _font(size: int):
+def _font(size: int, family: str = "sans"):
     from PIL import ImageFont
 
-    for candidate in FONT_CANDIDATES:
+    for candidate in FONTS[family]:
         if Path(candidate).exists():
             return ImageFont.truetype(candidate, size)
-    raise FileNotFoundError(f"no TrueType font found ({FONT_CANDIDATES}); install the Debian package fonts-dejavu-core")
+    raise FileNotFoundError(f"no TrueType font found ({FONTS[family]}); install the Debian package fonts-dejavu-core")
+
+
+@dataclass(frozen=True)
+class Text:
+    x: int  # pixels at 300 dpi from the left
+    y: int  # pixels at 300 dpi from the top (of the text's box)
+    text: str
+    size: int
+    family: str
+
+
+def _page_texts(columns: list[str], chunk: list[list[str]], number: int, total: int, title: str, lefts: list[int],
+                right: int, font: str, header_bold: bool, with_header: bool) -> tuple[list[Text], list[tuple]]:
+    texts = [Text(160, 150, f"{title} - page {number} of {total}", 48, font)]
+    rules = []
+    y = 320
+    if with_header:
+        for left, name in zip(lefts, columns, strict=True):
+            texts.append(Text(left, y, name, 40, f"{font}-bold" if header_bold else font))
+        rules.append((150, y + 58, right - 80, y + 58))
+        y += 80
+    for row in chunk:
+        for left, value in zip(lefts, row, strict=True):
+            texts.append(Text(left, y, value, 40, font))
+        y += 62
+    texts.append(Text(PAGE_SIZE[0] // 2 - 150, PAGE_SIZE[1] - 160, f"Page {number} of {total}", 40, font))
+    return texts, rules
 
 
 def render_table_pdf(columns: list[str], rows: list[list[str]], target: Path, title: str, seed: int = 0,
                      rows_per_page: int = 45, max_skew_degrees: float = 1.0, blur: float = 0.9,
-                     speckle: float = 0.0015, blank_pages: int = 0) -> Path:
-    """Write an image-only PDF of the table; returns target."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
+                     speckle: float = 0.0015, blank_pages: int = 0, font: str = "sans", header_bold: bool = False,
+                     header_on_every_page: bool = True, blank_page_after: int | None = None, scan_dpi: int = DPI,
+                     heavy_noise: bool = False, stamp: bool = False, pen_stroke: bool = False,
+                     text_layer_pages: str = "none") -> Path:
+    """Write the table as a PDF; returns target. text_layer_pages: "none" (every page a scan), "all" (a
+    digital statement with a text layer) or "odd" (odd pages digital, even pages scanned: a mixed file).
+    blank_page_after inserts one blank scanned page after that table page."""
     rng = random.Random(seed)
-    noise = np.random.default_rng(seed)
-    font, title_font = _font(40), _font(48)
+    noise = __import__("numpy").random.default_rng(seed)
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    char_width = 26
     lefts, x = [], 160
     for width in widths:
         lefts.append(x)
-        x += max(width, 6) * char_width + 90
+        x += max(width, 6) * 26 + 90
     chunks = [rows[i:i + rows_per_page] for i in range(0, len(rows), rows_per_page)] or [[]]
-    pages = []
-    total = len(chunks) + blank_pages
-    for number, chunk in enumerate(chunks, start=1):
-        page = Image.new("L", PAGE_SIZE, 255)
-        draw = ImageDraw.Draw(page)
-        draw.text((160, 150), f"{title} - page {number} of {total}", font=title_font, fill=0)
-        y = 320
-        for left, name in zip(lefts, columns, strict=True):
-            draw.text((left, y), name, font=font, fill=0)
-        draw.line([(150, y + 58), (x - 80, y + 58)], fill=0, width=3)
-        y += 80
-        for row in chunk:
-            for left, value in zip(lefts, row, strict=True):
-                draw.text((left, y), value, font=font, fill=0)
-            y += 62
-        draw.text((PAGE_SIZE[0] // 2 - 150, PAGE_SIZE[1] - 160), f"Page {number} of {total}", font=font, fill=0)
-        pages.append(_degrade(page, rng, noise, max_skew_degrees, blur, speckle))
+    total = len(chunks) + blank_pages + (1 if blank_page_after is not None else 0)
+    pages: list[tuple[str, object]] = []  # ("text", (texts, rules)) | ("image", PIL image)
+    number = 0
+    for index, chunk in enumerate(chunks, start=1):
+        number += 1
+        texts, rules = _page_texts(columns, chunk, number, total, title, lefts, x, font, header_bold,
+                                   header_on_every_page or index == 1)
+        digital = text_layer_pages == "all" or (text_layer_pages == "odd" and number % 2 == 1)
+        if digital:
+            pages.append(("text", (texts, rules)))
+        else:
+            pages.append(("image", _degrade(_draw(texts, rules), rng, noise, max_skew_degrees, blur, speckle,
+                                            scan_dpi, heavy_noise, stamp, pen_stroke)))
+        if blank_page_after == index:
+            number += 1
+            pages.append(("image", _degrade(_draw([], []), rng, noise, max_skew_degrees, blur, speckle, scan_dpi,
+                                            heavy_noise, False, False)))
     for _ in range(blank_pages):
-        pages.append(_degrade(Image.new("L", PAGE_SIZE, 255), rng, noise, max_skew_degrees, blur, speckle))
+        pages.append(("image", _degrade(_draw([], []), rng, noise, max_skew_degrees, blur, speckle, scan_dpi,
+                                        heavy_noise, False, False)))
     target.parent.mkdir(parents=True, exist_ok=True)
-    pages[0].save(target, "PDF", resolution=300.0, save_all=True, append_images=pages[1:])
+    if all(kind == "image" for kind, _ in pages):
+        images = [page for _, page in pages]
+        quality = {"quality": 35} if heavy_noise else {}
+        images[0].save(target, "PDF", resolution=float(scan_dpi), save_all=True, append_images=images[1:], **quality)
+    else:
+        write_pdf(pages, target, jpeg_quality=35 if heavy_noise else 75)
     return target
 
 
-def _degrade(page, rng: random.Random, noise, max_skew: float, blur: float, speckle: float):
-    import numpy as np
-    from PIL import Image, ImageFilter
+def _draw(texts: list[Text], rules: list[tuple]):
+    from PIL import Image, ImageDraw
 
+    page = Image.new("L", PAGE_SIZE, 255)
+    draw = ImageDraw.Draw(page)
+    for text in texts:
+        draw.text((text.x, text.y), text.text, font=_font(text.size, text.family), fill=0)
+    for rule in rules:
+        draw.line([rule[:2], rule[2:]], fill=0, width=3)
+    return page
+
+
+def _degrade(page, rng: random.Random, noise, max_skew: float, blur: float, speckle: float, scan_dpi: int = DPI,
+             heavy_noise: bool = False, stamp: bool = False, pen_stroke: bool = False):
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    if stamp:  # a round-cornered "PAID" stamp in mid-gray across a few rows and two columns
+        mark = Image.new("L", (900, 320), 0)
+        draw = ImageDraw.Draw(mark)
+        draw.rounded_rectangle((10, 10, 890, 310), radius=40, outline=255, width=14)
+        draw.text((150, 60), "PAID", font=_font(190, "sans-bold"), fill=255)
+        mark = mark.rotate(rng.uniform(-20, 20), expand=True, resample=Image.BICUBIC)
+        ink = Image.new("L", mark.size, 120)
+        page.paste(ink, (rng.randint(700, 1200), rng.randint(900, 2300)), mark)
+    if pen_stroke:  # a hand-drawn tick line across the table
+        draw = ImageDraw.Draw(page)
+        start = (rng.randint(200, 600), rng.randint(700, 2800))
+        points = [start]
+        for _ in range(12):
+            points.append((points[-1][0] + rng.randint(80, 160), points[-1][1] + rng.randint(-40, 40)))
+        draw.line(points, fill=40, width=7, joint="curve")
     page = page.rotate(rng.uniform(-max_skew, max_skew), resample=Image.BICUBIC, fillcolor=255)
     if blur:
         page = page.filter(ImageFilter.GaussianBlur(blur))
     pixels = np.asarray(page).copy()
-    dots = noise.random(pixels.shape) < speckle
+    dots = noise.random(pixels.shape) < (speckle * 8 if heavy_noise else speckle)
     pixels[dots] = noise.integers(0, 90, size=int(dots.sum()))
-    pixels = np.clip(pixels.astype(np.int16) + noise.normal(0, 6, pixels.shape).astype(np.int16), 0, 255)
-    return Image.fromarray(pixels.astype(np.uint8), "L")
+    if heavy_noise:  # clumps of toner dust, not only single pixels
+        for _ in range(1500):
+            y, x = int(noise.integers(0, pixels.shape[0] - 4)), int(noise.integers(0, pixels.shape[1] - 4))
+            pixels[y:y + int(noise.integers(2, 4)), x:x + int(noise.integers(2, 4))] = int(noise.integers(0, 100))
+    sigma = 14 if heavy_noise else 6
+    pixels = np.clip(pixels.astype(np.int16) + noise.normal(0, sigma, pixels.shape).astype(np.int16), 0, 255)
+    image = Image.fromarray(pixels.astype(np.uint8), "L")
+    if scan_dpi != DPI:  # a low-resolution scanner: fewer pixels for the same page
+        image = image.resize((PAGE_SIZE[0] * scan_dpi // DPI, PAGE_SIZE[1] * scan_dpi // DPI), Image.BILINEAR)
+    return image
+
+
+# ---------------------------------------------------------------- a small PDF writer
+
+
+def _escape(text: str) -> bytes:
+    return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)").encode("latin-1", "replace")
+
+
+def write_pdf(pages: list[tuple[str, object]], target: Path, jpeg_quality: int = 75) -> Path:
+    """A PDF of text pages (real text in the standard fonts, so the file has a text layer) and image pages
+    (a full-page grayscale JPEG), in order. Only what the benchmark needs, written by hand to keep the
+    dependency list short."""
+    width_pt, height_pt = PAGE_SIZE[0] * 72 / DPI, PAGE_SIZE[1] * 72 / DPI
+    scale = 72 / DPI
+    objects: list[bytes] = []
+
+    def add(body: bytes) -> int:
+        objects.append(body)
+        return len(objects)
+
+    catalog = add(b"")
+    pages_id = add(b"")
+    fonts = {name: add(f"<< /Type /Font /Subtype /Type1 /BaseFont /{base} /Encoding /WinAnsiEncoding >>".encode())
+             for name, base in PDF_FONTS.items()}
+    font_resources = " ".join(f"/F{i} {obj} 0 R" for i, obj in enumerate(fonts.values())).encode()
+    font_index = {name: i for i, name in enumerate(fonts)}
+    kids = []
+    for kind, content in pages:
+        if kind == "text":
+            texts, rules = content
+            ops = [b"0 g"]
+            for text in texts:
+                size = text.size * scale
+                baseline = height_pt - (text.y * scale) - size * 0.8
+                ops.append(b"BT /F%d %.2f Tf %.2f %.2f Td (" % (font_index[text.family], size, text.x * scale, baseline)
+                           + _escape(text.text) + b") Tj ET")
+            for x1, y1, x2, y2 in rules:
+                ops.append(b"%.2f w %.2f %.2f m %.2f %.2f l S" % (3 * scale, x1 * scale, height_pt - y1 * scale,
+                                                                  x2 * scale, height_pt - y2 * scale))
+            stream = zlib.compress(b"\n".join(ops))
+            contents = add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
+            resources = b"<< /Font << " + font_resources + b" >> >>"
+        else:
+            buffer = io.BytesIO()
+            content.save(buffer, "JPEG", quality=jpeg_quality)
+            data = buffer.getvalue()
+            image = add(b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                        b"/BitsPerComponent 8 /Filter /DCTDecode /Length %d >>\nstream\n" % (content.width,
+                                                                                            content.height, len(data))
+                        + data + b"\nendstream")
+            stream = b"q %.2f 0 0 %.2f 0 0 cm /Im0 Do Q" % (width_pt, height_pt)
+            contents = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+            resources = b"<< /XObject << /Im0 %d 0 R >> >>" % image
+        kids.append(add(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 %.2f %.2f] /Contents %d 0 R /Resources %s >>"
+                        % (pages_id, width_pt, height_pt, contents, resources)))
+    objects[catalog - 1] = b"<< /Type /Catalog /Pages %d 0 R >>" % pages_id
+    objects[pages_id - 1] = (b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % k for k in kids)
+                             + b"] /Count %d >>" % len(kids))
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, catalog, xref))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(out.getvalue())
+    return target

@@ -202,7 +202,7 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
     rules = rules_from_entity(spec)
     try:
         result = pdf_to_table(pdf, rules=rules, dpi=spec.ocr.dpi, lang=spec.ocr.lang,
-                              min_confidence=spec.ocr.min_confidence, max_invalid=1.0)
+                              min_confidence=spec.ocr.min_confidence, max_invalid=1.0, strict_pages=False)
     except OcrError as exc:
         report = getattr(exc, "report", None)
         if report is not None:
@@ -216,8 +216,10 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
     write_json_atomic(ctx.run_dir / f"ocr_report_{entity}.json", result.report)  # next to dq_report
     report = result.report
     summary = {"cells": report["cells"], "flagged_cells": len(report["flagged_cells"]),
-               "invalid_cells": report["invalid_cells"], "pages": len(report["pages"]), "seconds": report["seconds"],
-               "report": str(ctx.run_dir / f"ocr_report_{entity}.json")}
+               "invalid_cells": report["invalid_cells"], "low_confidence_cells": report["low_confidence_cells"],
+               "pages": len(report["pages"]), "rows_per_page": report["rows_per_page"],
+               "pages_without_rows": report["pages_without_rows"], "row_gaps": report["row_gaps"],
+               "seconds": report["seconds"], "report": str(ctx.run_dir / f"ocr_report_{entity}.json")}
     return csv_path, summary
 
 

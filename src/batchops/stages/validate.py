@@ -122,11 +122,7 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
                                  ", ".join(r for r in rule if r)))
     ocr = ingest_result.get("ocr")
     if ocr:
-        flagged_share = ocr["flagged_cells"] / ocr["cells"] if ocr["cells"] else 1.0
-        checks.append(_check(entity, None, "ocr_quality", "flagged_cell_fraction", provider.dq.max_ocr_flagged,
-                             round(flagged_share, 6), flagged_share <= provider.dq.max_ocr_flagged,
-                             f"{ocr['flagged_cells']} of {ocr['cells']} cells low-confidence or invalid "
-                             f"({ocr['invalid_cells']} invalid); see {ocr['report']}"))
+        checks += ocr_checks(provider, entity, ocr)
     if not spec.primary_key:
         return checks
     key = "+".join(spec.primary_key)
@@ -135,6 +131,49 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
                          f"examples: {metrics['duplicate_key_examples']}" if metrics["duplicate_keys"] else ""))
     checks.append(_check(entity, key, "key_not_null", "null_keys", 0, metrics["null_keys"], metrics["null_keys"] == 0))
     return checks
+
+
+def ocr_checks(provider, entity: str, ocr: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scan's own quality, counted apart: invalid cells (failed their column's rule) against
+    dq.max_invalid, low-confidence or doubtful ones against dq.max_ocr_flagged, and pages whose rows
+    were not all read (text but no rows, or a gap in the row spacing)."""
+    cells = ocr["cells"]
+    invalid = ocr["invalid_cells"]
+    low = ocr.get("low_confidence_cells", ocr["flagged_cells"] - invalid)
+    see = f"rows listed below and in {ocr['report']}"
+    checks = [
+        _check(entity, None, "ocr_quality", "invalid_cell_fraction", provider.dq.max_invalid,
+               round(invalid / cells, 6) if cells else 1.0, bool(cells) and invalid / cells <= provider.dq.max_invalid,
+               f"{invalid} of {cells} cells invalid; {see}"),
+        _check(entity, None, "ocr_quality", "low_confidence_cell_fraction", provider.dq.max_ocr_flagged,
+               round(low / cells, 6) if cells else 1.0, bool(cells) and low / cells <= provider.dq.max_ocr_flagged,
+               f"{low} of {cells} cells low-confidence or doubtful repairs; {see}"),
+    ]
+    unread = {str(p): "text but no table rows" for p in ocr.get("pages_without_rows", [])}
+    unread.update({str(p): "; ".join(g) for p, g in (ocr.get("row_gaps") or {}).items()})
+    checks.append(_check(entity, None, "ocr_pages", "pages_with_unread_rows", 0, len(unread), not unread,
+                         "; ".join(f"page {p}: {why}" for p, why in unread.items())
+                         or f"rows per page {ocr.get('rows_per_page', {})}"))
+    return checks
+
+
+def ocr_flag_lines(run_dir, provider) -> list[str]:
+    """Markdown rows for every flagged OCR cell of the run (from ocr_report_<entity>.json)."""
+    lines = []
+    for entity in provider.entities:
+        path = run_dir / f"ocr_report_{entity}.json"
+        if not path.exists():
+            continue
+        flagged = read_json(path).get("flagged_cells", [])
+        if not flagged:
+            continue
+        lines += ["", f"## OCR cells to check: {entity} ({len(flagged)})", "",
+                  "| page | row | column | flag | read | value | why |", "|---|---|---|---|---|---|---|"]
+        for cell in flagged:
+            values = [cell["page"], cell["row"], cell["column"], cell["kind"], cell["raw"], cell["value"],
+                      cell["problem"] or ""]
+            lines.append("| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in values) + " |")
+    return lines
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -173,7 +212,8 @@ def validate(ctx: RunContext) -> dict[str, Any]:
               "passed": not failed, "failed_checks": len(failed), "checks": checks,
               "rows": {e: r["rows"] for e, r in ingest_report["entities"].items()}}
     write_json_atomic(ctx.run_dir / "dq_report.json", report)
-    write_text_atomic(ctx.run_dir / "dq_report.md", render_markdown(report))
+    write_text_atomic(ctx.run_dir / "dq_report.md",
+                      render_markdown(report) + "\n".join(ocr_flag_lines(ctx.run_dir, ctx.provider)) + "\n")
     log.event("dq_verdict", level="INFO" if not failed else "WARNING", passed=not failed, failed_checks=len(failed),
               failed=[f"{c['entity']}.{c['column']}:{c['check']}" for c in failed])
     return report
