@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchops.ocr.cells import ColumnRule, infer_rules, normalize_cell, read_cell, rules_from_entity
+from batchops.ocr.cells import (
+    ColumnRule,
+    infer_rules,
+    literal_prefix,
+    normalize_cell,
+    read_cell,
+    rules_from_entity,
+)
 from batchops.ocr.layout import (
     HeaderCell,
     Layout,
@@ -362,17 +369,33 @@ def second_reads(rows: list[dict[str, Any]], rules: list[ColumnRule], pages: lis
     whitelist (one Tesseract call per column, over all pages) and settled by settle_cell."""
     by_page = {p.page: p for p in pages if p.source == "ocr"}
     jobs = []
-    for rule in rules:  # one Tesseract call per column, over all pages: the model loads once
-        crops = {i: (by_page[row["page"]].image, by_page[row["page"]].dpi, row["cells"][rule.header]["box"])
-                 for i, row in enumerate(rows)
-                 if row["page"] in by_page and row["cells"][rule.header]["box"] is not None
-                 and _suspicious(row["cells"][rule.header], min_confidence)}
-        if crops:
-            jobs.append((rule, crops))
+    for rule in rules:  # one Tesseract call per column and kind of crop, over all pages: the model loads once
+        prefix = literal_prefix(rule)
+        whole, bodies = {}, {}
+        for i, row in enumerate(rows):
+            cell = row["cells"][rule.header]
+            if row["page"] not in by_page or cell["box"] is None or not _suspicious(cell, min_confidence):
+                continue
+            page = by_page[row["page"]]
+            if prefix and cell["problem"] is None and cell.get("text_box") and cell["value"].startswith(prefix):
+                # The prefix is the schema's, and its glyph is what Tesseract doubts ('T' as '7'): read the
+                # digits after it alone, with a digits whitelist, and compare those.
+                width = (cell["text_box"][1] - cell["text_box"][0]) / len(cell["value"])
+                left = cell["text_box"][0] + width * (len(prefix) - 0.15)
+                bodies[i] = (page.image, page.dpi, (left, cell["box"][1], cell["box"][2], cell["box"][3]))
+            else:
+                whole[i] = (page.image, page.dpi, cell["box"])
+        if whole:
+            jobs.append((rule, whole, rule.whitelist(), ""))
+        if bodies:
+            jobs.append((rule, bodies, "0123456789", prefix))
 
     def run(job):
-        rule, crops = job
-        return rule, reread_cells(crops, rule.whitelist(), lang, tesseract)
+        rule, crops, whitelist, prepend = job
+        invalid = {i for i in crops if rows[i]["cells"][rule.header]["problem"]}  # those need two readings to agree
+        readings = reread_cells(crops, whitelist, lang, tesseract, twice=invalid)
+        return rule, {i: [(prepend + text.replace(" ", ""), conf) if prepend else (text, conf) for text, conf in texts]
+                      for i, texts in readings.items()}
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for rule, readings in pool.map(run, jobs):

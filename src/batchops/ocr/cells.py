@@ -55,6 +55,14 @@ class CellReading:
     doubt: str | None = None
 
 
+def literal_prefix(rule: ColumnRule) -> str:
+    """The letters every value of an id column starts with ('T' for T\\d{9}), '' when there are none."""
+    if not rule.pattern or rule.type != "string" or rule.allowed_values:
+        return ""
+    match = re.match(r"^\^?([A-Za-z]+)(?=\\d|\[0-9\])", rule.pattern)
+    return match.group(1) if match else ""
+
+
 def rules_from_entity(entity) -> list[ColumnRule]:
     """ColumnRules from a provider config entity (batchops.config.EntitySpec)."""
     return [ColumnRule(header=spec.source, name=name, type=spec.type, pattern=spec.pattern,

@@ -279,10 +279,10 @@ def tesseract_words(images: list[Path], lang: str, dpi: int, tesseract: str,
 
 
 def reread_cells(crops: dict[int, tuple[Path, int, tuple[float, float, float, float]]], whitelist: str | None,
-                 lang: str, tesseract: str) -> dict[int, list[tuple[str, float]]]:
+                 lang: str, tesseract: str, twice: set[int] | None = None) -> dict[int, list[tuple[str, float]]]:
     """Read many cells of one column again in one Tesseract call: their crops ({key: (page image, its dpi,
-    box in points)}, from any pages) stacked into one strip, each twice (as scanned and enlarged by half,
-    two readings Tesseract makes independently), with the column's character whitelist.
+    box in points)}, from any pages) stacked into one strip, with the column's character whitelist; the
+    keys in `twice` also enlarged by half, a second reading Tesseract makes independently.
     Returns {key: [(text, confidence) of each reading that found text]}."""
     from PIL import Image
 
@@ -299,8 +299,10 @@ def reread_cells(crops: dict[int, tuple[Path, int, tuple[float, float, float, fl
             piece = images[path].crop(tuple(int(round(v * scale)) for v in box))
             if dpi != 300:  # one strip, one scale: Tesseract is told 300 dpi
                 piece = piece.resize((round(piece.width * 300 / dpi), round(piece.height * 300 / dpi)))
-            pieces.append((key, piece))
-            pieces.append((key, piece.resize((round(piece.width * 1.5), round(piece.height * 1.5)), Image.BILINEAR)))
+            enlarged = piece.resize((round(piece.width * 1.5), round(piece.height * 1.5)), Image.BILINEAR)
+            if twice and key in twice:
+                pieces.append((key, piece))
+            pieces.append((key, enlarged))
     finally:
         for image in images.values():
             image.close()
