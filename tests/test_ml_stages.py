@@ -96,9 +96,9 @@ def test_training_learns_the_planted_signal_and_writes_artifacts(project):
 def test_promotion_rejects_a_model_worse_than_the_champion():
     guardrails = Guardrails(min_roc_auc=0.6, min_train_rows=10, max_auc_drop=0.02)
     metrics = {"roc_auc": 0.75, "n_train": 1000}
-    status, reason = decide_promotion(metrics, guardrails, {"model_id": "champ", "roc_auc_on_holdout": 0.80})
+    status, reason = decide_promotion(metrics, guardrails, {"model_id": "champ", "roc_auc_on_window": 0.80})
     assert status == "rejected" and "below champion champ" in reason
-    assert decide_promotion(metrics, guardrails, {"model_id": "champ", "roc_auc_on_holdout": 0.76})[0] == "approved"
+    assert decide_promotion(metrics, guardrails, {"model_id": "champ", "roc_auc_on_window": 0.76})[0] == "approved"
     assert decide_promotion({"roc_auc": 0.55, "n_train": 5}, guardrails, None)[1].count("below") == 2
 
 
@@ -116,7 +116,7 @@ def test_scoring_when_the_only_model_was_rejected_says_why(project):
     ctx = prepare(project)
     strict = ctx.pipeline.model_copy(update={"guardrails": Guardrails(min_roc_auc=0.999)})
     train(type(ctx)(ctx.dag_id, "manual__strict", ctx.provider, strict, ctx.snapshot_date, project))
-    with pytest.raises(ModelIntegrityError, match=r"was rejected: roc_auc .* is below min_roc_auc 0.999") as refused:
+    with pytest.raises(ModelIntegrityError, match=r"was rejected: out_of_time roc_auc .* is below min_roc_auc 0.999") as refused:
         score(ctx)
     assert "run provider_a__propensity_model again" in str(refused.value)
 
@@ -222,7 +222,7 @@ def test_a_warehouse_moved_to_another_folder_still_trains_and_scores(project, tm
     retrained = train(moved_ctx)  # loads the champion from its new place to compare on the holdout
     metrics = json.loads((moved_ctx.run_dir / "metrics.json").read_text())
     assert metrics["promotion"]["champion"]["model_id"] == first
-    assert "roc_auc_on_holdout" in metrics["promotion"]["champion"]
+    assert "roc_auc_on_window" in metrics["promotion"]["champion"]
     assert score(moved_ctx)["model_id"] in (first, retrained["model_id"])
     bad_input.record("model", "warehouse moved to another folder (BATCHOPS_WAREHOUSE_DIR changed)",
                      f"train compared with champion {first[:40]}... at its new place and scoring used "

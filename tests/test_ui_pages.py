@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from batchops.ui.pages import render_not_batchops, render_overview, render_run_page
+from batchops.ui.pages import model_card, render_not_batchops, render_overview, render_run_page
 
 PAYLOADS = [
     'x"><script>alert(document.domain)</script>',
@@ -58,7 +58,17 @@ def hostile_run_folder(folder: Path, payload: str) -> None:
     (folder / "dq_report.json").write_text(json.dumps({"passed": payload, "checks": [check]}))
     (folder / "metrics.json").write_text(json.dumps({
         "model_id": payload, "roc_auc": payload, "accuracy": 0.5, "pr_auc": payload, "brier": payload,
-        "promotion": {"status": payload, "reason": payload, "champion": {"model_id": payload}}}))
+        "feature_dates": [payload], "training_snapshot": payload, "model_settings": {"calibration": payload},
+        "out_of_time": {"available": True, "roc_auc": payload, "pr_auc": 0.3, "brier": payload, "n": payload,
+                        "label_period": payload, "lift": [{"decile": payload, "customers": payload,
+                                                          "positives": payload, "rate": payload, "lift": payload,
+                                                          "cumulative_capture": payload}]},
+        "coefficients": [{"input": payload, "coefficient": payload}],
+        "promotion": {"status": payload, "reason": payload, "window": payload, "champion": {"model_id": payload}}}))
+    (folder / "drift_report.json").write_text(json.dumps({
+        "verdict": payload, "summary": payload, "model_id": payload,
+        "features": [{"feature": payload, "psi": payload, "null_share_training": payload, "null_share_now": payload,
+                      "drifted": payload, "why": payload}]}))
     (folder / "plan.json").write_text(json.dumps({
         "run_id": payload, "snapshot_date": payload, "snapshot_date_source": payload,
         "stages": [{"stage": payload}], "files": {payload: {"sha256": payload}}}))
@@ -73,8 +83,11 @@ def hostile_run_folder(folder: Path, payload: str) -> None:
 def test_run_page_with_hostile_strings_in_every_field(tmp_path, payload):
     folder = tmp_path / "run"
     hostile_run_folder(folder, payload)
-    page = render_run_page("provider_a__propensity_model", payload, folder)
+    history = [{"model_id": payload, "training_snapshot": payload, "status": payload, "roc_auc": payload,
+                "reason": payload}]
+    page = render_run_page("provider_a__propensity_model", payload, folder, lambda model_id: history)
     assert_inert(page, payload)
+    assert "Champion history" in page and "Drift guardrail" in page and "Model card" in page
     assert page.count('class="banner unknown"') == 1  # the outcome text never becomes a class
     assert str(escape(payload)) in page  # the text is shown, escaped, not dropped
 
@@ -82,9 +95,17 @@ def test_run_page_with_hostile_strings_in_every_field(tmp_path, payload):
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_overview_with_hostile_strings_in_every_field(payload):
     row = {key: payload for key in ("outcome", "snapshot_date", "dq", "approved_model", "rows_scored", "next_run")}
+    card = {"dag_id": payload, "refused": payload, "drift": {"verdict": payload, "summary": payload},
+            "drift_run": payload, "model": model_card({
+                "model_id": payload, "roc_auc": payload, "feature_dates": [payload], "training_snapshot": payload,
+                "out_of_time": {"available": False, "reason": payload}, "holdout_lift": [{"decile": payload, "lift": 2}],
+                "promotion": {"status": payload, "reason": payload, "champion": {"model_id": payload}}}),
+            "champions": [{"model_id": payload, "training_snapshot": payload, "status": payload, "roc_auc": payload,
+                           "reason": payload}]}
     page = render_overview([{"dag_id": "provider_a__propensity_model", "run_id": payload, "earlier_runs": [payload],
-                             **row}], [payload])
+                             **row}], [payload], [card])
     assert_inert(page, payload)
+    assert "Champion history" in page
     assert 'href="/batchops/runs/provider_a__propensity_model/' in page
 
 

@@ -324,12 +324,32 @@ class ModelSettings(StrictModel):
     max_train_rows: int = Field(500_000, ge=1000, description=(
         "Fit on a stratified sample of at most this many rows: LogisticRegression has converged long before, "
         "and it keeps train time and memory flat at millions of customers."))
+    calibration: Literal["none", "sigmoid", "isotonic"] = Field("none", description=(
+        "Calibrate the probabilities (scikit-learn CalibratedClassifierCV, 3 folds): sigmoid (Platt) or "
+        "isotonic; none keeps the logistic regression's own."))
+
+
+class DriftGuardrail(StrictModel):
+    """Checked before scoring publishes: the snapshot's features against the model's training data."""
+
+    max_psi: float = Field(0.25, gt=0, description="Largest population stability index of any feature.")
+    max_null_change: Fraction = Field(0.10, description="Largest change of a feature's share of nulls.")
+    action: Literal["block", "warn"] = Field("warn", description=(
+        "block: publish nothing and fail the score task, naming the features; warn: publish and say so (in "
+        "run_summary.md, the run tab, the BatchOps page and logs.jsonl). warn by default: features that trend "
+        "with time (tenure, recency of a closed cohort) move between the training windows and the scoring date "
+        "by construction, and a block would stop such a provider's every scoring run."))
 
 
 class Guardrails(StrictModel):
     min_roc_auc: Fraction = 0.6
     min_train_rows: int = Field(100, ge=1)
-    max_auc_drop: Fraction = Field(0.02, description="Largest AUC loss vs the champion on the same holdout.")
+    max_auc_drop: Fraction = Field(0.02, description="Largest AUC loss vs the champion on the same window.")
+    promote_on: Literal["out_of_time", "holdout"] = Field("out_of_time", description=(
+        "Which ROC AUC the thresholds and the champion comparison use: out_of_time (the latest labelled "
+        "window, scored by a model fitted on the windows before it) or holdout (customers held out of the "
+        "training windows). out_of_time falls back to holdout when there is only one window."))
+    drift: DriftGuardrail = DriftGuardrail()
 
 
 class SensorSettings(StrictModel):

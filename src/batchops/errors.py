@@ -51,6 +51,11 @@ class SanityCheckError(BatchOpsError):
     """Predictions failed a check before publishing; nothing was published."""
 
 
+class DriftError(BatchOpsError):
+    """The scoring snapshot's features drifted from the model's training data beyond the guardrail
+    (action: block); nothing was published."""
+
+
 class ArtifactWriteError(BatchOpsError):
     """An artifact could not be written (disk full, permissions); earlier artifacts are intact."""
 

@@ -71,6 +71,7 @@ class RegisteredModel:
 
 
 REGISTRY_SIDECAR = "registry.json"
+TRAINING_PROFILE = "training_profile.json"  # beside model.pkl: what the model learned from, for the drift guardrail
 _REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc"
 
 
@@ -116,6 +117,20 @@ def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_
         return None
     with open_warehouse(settings, provider_id) as warehouse:
         return latest_approved(warehouse, settings, pipeline, as_of)
+
+
+def model_history(settings: Settings, provider_id: str, pipeline: str, limit: int = 5) -> list[dict[str, Any]]:
+    """The pipeline's last `limit` registry decisions, newest first: the champion history of a model card."""
+    if not warehouse_path(settings, provider_id).exists():
+        return []
+    with open_warehouse(settings, provider_id) as warehouse:
+        ensure_registry(warehouse, settings)
+        rows = warehouse.execute(
+            "SELECT model_id, training_snapshot, status, reason, roc_auc, registered_at FROM model_registry "
+            "WHERE pipeline = $pipeline ORDER BY registered_at DESC LIMIT $limit",
+            {"pipeline": pipeline, "limit": limit}).fetchall()
+    return [{"model_id": r[0], "training_snapshot": str(r[1]), "status": r[2], "reason": r[3],
+             "roc_auc": r[4], "registered_at": str(r[5])[:19]} for r in rows]
 
 
 def verify_model_file(settings: Settings, provider_id: str, model: RegisteredModel) -> Path:

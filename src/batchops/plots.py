@@ -43,3 +43,42 @@ def plot_score_histogram(scores, target: Path, title: str) -> Path:
     write_with(target, lambda temp: figure.savefig(temp, format="png"))
     plt.close(figure)
     return target
+
+
+def plot_reliability(curve: list[dict], target: Path, title: str) -> Path:
+    """Predicted against observed rate per score decile; the diagonal is a calibrated model."""
+    plt, figure = _figure()
+    axes = figure.add_subplot()
+    predicted = [point["mean_predicted"] for point in curve]
+    observed = [point["observed_rate"] for point in curve]
+    top = max(predicted + observed + [0.05]) * 1.05
+    axes.plot([0, top], [0, top], linestyle="--", color="grey", linewidth=1, label="calibrated")
+    axes.plot(predicted, observed, marker="o", color="#3b6ea5", label="model (score deciles)")
+    axes.set(xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, top), ylim=(0, top),
+             title=f"reliability, {title}"[:60])
+    axes.title.set_fontsize(8)
+    axes.legend(loc="upper left", fontsize=7)
+    figure.tight_layout()
+    write_with(target, lambda temp: figure.savefig(temp, format="png"))
+    plt.close(figure)
+    return target
+
+
+def plot_drift(report: dict, target: Path) -> Path:
+    """PSI per feature against the threshold, drifted features in red."""
+    plt, figure = _figure()
+    axes = figure.add_subplot()
+    rows = [f for f in report["features"] if f["psi"] is not None][:20][::-1]
+    names = [f["feature"] for f in rows]
+    values = [f["psi"] for f in rows]
+    colours = ["#b03030" if f["drifted"] else "#3b6ea5" for f in rows]
+    axes.barh(names, values, color=colours)
+    axes.axvline(report["max_psi"], color="grey", linestyle="--", linewidth=1, label=f"max_psi {report['max_psi']}")
+    axes.set(xlabel="population stability index", title=f"drift: {report['verdict']}"[:60])
+    axes.tick_params(axis="y", labelsize=7)
+    axes.title.set_fontsize(8)
+    axes.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    write_with(target, lambda temp: figure.savefig(temp, format="png"))
+    plt.close(figure)
+    return target

@@ -11,18 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from batchops.artifacts import replace_dir_atomic
+from batchops.artifacts import read_json, replace_dir_atomic, write_json_atomic
 from batchops.duck import scratch_connection
-from batchops.errors import ModelIntegrityError, SanityCheckError
+from batchops.errors import DriftError, ModelIntegrityError, SanityCheckError
 from batchops.faults import crash_point, fail_once
 from batchops.models import (
+    TRAINING_PROFILE,
     RegisteredModel,
     check_features_match,
     latest_approved,
     latest_rejection,
     load_verified_model,
 )
-from batchops.plots import plot_score_histogram
+from batchops.modeltrust import drift_report
+from batchops.plots import plot_drift, plot_score_histogram
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import string_literal
@@ -90,6 +92,32 @@ def resolve_model(ctx: RunContext) -> RegisteredModel:
     return model
 
 
+def check_drift(ctx: RunContext, registered: RegisteredModel, features_frame) -> dict[str, Any]:
+    """The drift guardrail, before anything is published: drift_report.json and drift.png in the run folder;
+    DriftError when the verdict is block, a warning event when it is warn."""
+    guard = ctx.pipeline.guardrails.drift
+    profile_path = registered.path.parent / TRAINING_PROFILE
+    if not profile_path.is_file():
+        report = {"verdict": "unchecked", "model_id": registered.model_id,
+                  "summary": f"model {registered.model_id} has no {TRAINING_PROFILE} (trained before the drift "
+                             "guardrail existed); retrain it to have drift checked"}
+        write_json_atomic(ctx.run_dir / "drift_report.json", report)
+        return report
+    report = drift_report(read_json(profile_path), features_frame, guard.max_psi, guard.max_null_change, guard.action)
+    report["model_id"] = registered.model_id
+    write_json_atomic(ctx.run_dir / "drift_report.json", report)
+    plot_drift(report, ctx.run_dir / "drift.png")
+    log = ctx.logger("score")
+    if report["verdict"] == "block":
+        raise DriftError(f"drift guardrail blocked scoring of {ctx.snapshot_date}, nothing was published: "
+                         f"{report['summary']}. See drift_report.json; if the change is real (a new market, a "
+                         "new product), retrain the model on data that includes it, or set guardrails.drift.action "
+                         "to warn for this pipeline")
+    if report["verdict"] == "warn":
+        log.event("drift_warning", level="WARNING", summary=report["summary"])
+    return report
+
+
 def score(ctx: RunContext) -> dict[str, Any]:
     import pandas as pd
 
@@ -111,6 +139,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
                 "ORDER BY customer_id", {"d": snapshot}).df()
             expected = warehouse.execute("SELECT count(DISTINCT customer_id) FROM customers "
                                          "WHERE snapshot_date = CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
+        drift = check_drift(ctx, registered, features_frame)
+        logged.update(drift_verdict=drift["verdict"])
         scores = _predict(model, features_frame, registered.features)
         customer_ids = features_frame["customer_id"].tolist()
         sanity_check(customer_ids, scores, expected)
@@ -134,6 +164,6 @@ def score(ctx: RunContext) -> dict[str, Any]:
                 raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
         stats = {"rows": len(predictions), "model_id": registered.model_id, "mean_score": float(scores.mean()),
                  "min_score": float(scores.min()), "max_score": float(scores.max()),
-                 "features": registered.features}
+                 "features": registered.features, "drift": drift["verdict"], "drift_summary": drift["summary"]}
         logged.update(stats)
     return stats

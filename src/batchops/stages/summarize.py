@@ -75,8 +75,18 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
     lines += ["", "## Model", ""]
     if metrics:
         promotion = metrics["promotion"]
-        lines += [f"- model `{metrics['model_id']}`: **{promotion['status']}** ({promotion['reason']})",
-                  f"- ROC-AUC {metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
+        forward = metrics.get("out_of_time") or {}
+        lines += [f"- model `{metrics['model_id']}`: **{promotion['status']}** ({promotion['reason']})"]
+        if forward.get("available"):
+            top = (forward.get("lift") or [{}])[0]
+            lines.append(f"- **out of time** (a model fitted on the earlier windows only, scored on the latest "
+                         f"labelled window {forward['label_period']}: how well it would have predicted what then "
+                         f"happened): ROC-AUC {forward['roc_auc']:.4f}, PR-AUC {forward['pr_auc']:.4f}, brier "
+                         f"{forward['brier']:.4f}, top-decile lift {top.get('lift')}")
+        elif forward:
+            lines.append(f"- out of time: not measured ({forward.get('reason')})")
+        lines += [f"- **customer holdout** (customers held out of the same training windows): ROC-AUC "
+                  f"{metrics['roc_auc']:.4f}, accuracy {metrics['accuracy']:.4f}, "
                   f"PR-AUC {metrics['pr_auc']:.4f}, brier {metrics['brier']:.4f}",
                   f"- n_train {metrics['n_train']}, n_test {metrics['n_test']}, trained on features at "
                   f"{', '.join(metrics['feature_dates'])}, label horizon "
@@ -86,11 +96,18 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
         lines.append(f"- optional features left out ({len(absent)}): "
                      + ("; ".join(f"{feature} ({why})" for feature, why in absent.items()) if absent else "none"))
         lines.append("- [metrics.json](metrics.json), [model/](model/)")
-        if (ctx.run_dir / "roc_curve.png").exists():
-            lines.append("\n![ROC curve](roc_curve.png)")
+        for image, name in (("roc_curve.png", "ROC curve"), ("reliability.png", "reliability curve")):
+            if (ctx.run_dir / image).exists():
+                lines.append(f"\n![{name}]({image})")
     else:
         lines.append("No model trained in this run.")
+    drift = _optional_json(ctx, "drift_report.json")
     lines += ["", "## Predictions", ""]
+    if drift:
+        lines.append(f"- drift guardrail: **{drift['verdict']}**: {drift['summary']} "
+                     "([drift_report.json](drift_report.json))")
+        if (ctx.run_dir / "drift.png").exists():
+            lines.append("\n![drift](drift.png)\n")
     predictions = ctx.run_dir / "predictions" / "predictions.parquet"
     if predictions.exists():
         lines.append("- [predictions.parquet](predictions/predictions.parquet), "

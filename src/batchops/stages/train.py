@@ -1,5 +1,7 @@
-"""train: fit on features at T - horizon (labels from [T - horizon, T)), evaluate on held-out customers,
-then promote only through the guardrails: thresholds and no worse than the champion on the same holdout."""
+"""train: an out-of-time backtest first (fit on the windows before the latest labelled one, score that
+window), then the production model on the training windows with a customer holdout; promote only
+through the guardrails, judged on the out-of-time window by default, champion and challenger on the
+same rows. The model keeps its training profile (for the drift guardrail at scoring)."""
 
 from __future__ import annotations
 
@@ -16,13 +18,22 @@ from batchops.config import Guardrails, feature_set
 from batchops.errors import DataQualityError
 from batchops.models import (
     REGISTRY_SIDECAR,
+    TRAINING_PROFILE,
     build_model,
     latest_approved,
     load_verified_model,
     register_model,
     store_relative_path,
 )
-from batchops.plots import plot_roc_curve
+from batchops.modeltrust import (
+    classification_metrics,
+    lift_table,
+    out_of_time_split,
+    reliability_curve,
+    standardized_coefficients,
+    training_profile,
+)
+from batchops.plots import plot_reliability, plot_roc_curve
 from batchops.runcontext import RunContext
 from batchops.warehouse import open_warehouse, transaction
 
@@ -70,58 +81,84 @@ def cap_rows(rows, limit: int, seed: int):
     return sample
 
 
+def make_model(settings, chosen):
+    """The pipeline of build_model, calibrated when model.calibration asks (the base model is fitted on all
+    rows and the calibrator on 3-fold predictions, so coefficients stay those of one model)."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    model = build_model(settings, chosen.numeric, chosen.categorical)
+    if settings.calibration == "none":
+        return model
+    return CalibratedClassifierCV(model, method=settings.calibration, cv=3, ensemble=False)
+
+
 def evaluate(model, holdout, features: list[str]) -> dict[str, float]:
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        brier_score_loss,
-        log_loss,
-        roc_auc_score,
-    )
-
-    y = holdout["label"].to_numpy()
-    scores = model.predict_proba(holdout[features])[:, 1]
-    both_classes = len(set(y)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y, scores)) if both_classes else float("nan"),
-        "accuracy": float(accuracy_score(y, scores >= 0.5)),
-        "pr_auc": float(average_precision_score(y, scores)) if both_classes else float("nan"),
-        "log_loss": float(log_loss(y, scores, labels=[0, 1])),
-        "brier": float(brier_score_loss(y, scores)),
-    }
+    metrics = classification_metrics(holdout["label"].to_numpy(), model.predict_proba(holdout[features])[:, 1])
+    metrics.pop("n")
+    metrics.pop("positive_rate")
+    return metrics
 
 
-def decide_promotion(metrics: dict[str, Any], guardrails: Guardrails, champion: dict[str, Any] | None) -> tuple[str, str]:
-    """('approved' | 'rejected', why) from the thresholds and the champion's AUC on the same holdout."""
+def out_of_time_backtest(frame, chosen, settings, horizon_days: int):
+    """(report, window rows, window scores): a model fitted on the windows whose label period ends before the
+    latest labelled window starts, judged on that window. report["available"] is False (with why) when the
+    training windows do not allow it."""
+    split = out_of_time_split(frame, horizon_days)
+    if split is None:
+        return {"available": False, "reason": "needs a training window whose label period ends before the latest "
+                "one starts (label.training_snapshots >= 2 and snapshot_step_days >= horizon_days)"}, None, None
+    past, window, window_date = split
+    if past["label"].nunique() < 2 or window["label"].nunique() < 2:
+        return {"available": False, "reason": "the earlier windows or the latest window have only one label "
+                "class"}, None, None
+    model = make_model(settings, chosen)
+    fit_rows = cap_rows(past, settings.max_train_rows, settings.random_state)
+    model.fit(fit_rows[chosen.used], fit_rows["label"].to_numpy())
+    scores = model.predict_proba(window[chosen.used])[:, 1]
+    labels = window["label"].to_numpy()
+    start = str(window_date)[:10]
+    report = {"available": True, **classification_metrics(labels, scores),
+              "fitted_on_windows": sorted({str(d)[:10] for d in past["snapshot_date"].unique()}),
+              "n_fit": int(len(fit_rows)), "scored_window": start,
+              "label_period": f"[{start}, {start} + {horizon_days} days)",
+              "lift": lift_table(labels, scores), "reliability": reliability_curve(labels, scores)}
+    return report, window, scores
+
+
+def decide_promotion(metrics: dict[str, Any], guardrails: Guardrails, champion: dict[str, Any] | None,
+                     window: str = "holdout") -> tuple[str, str]:
+    """('approved' | 'rejected', why) from the thresholds on metrics["roc_auc"] (the figure measured on
+    `window`) and the champion's AUC on the same rows (champion["roc_auc_on_window"])."""
     reasons = []
     if not metrics["roc_auc"] >= guardrails.min_roc_auc:
-        reasons.append(f"roc_auc {metrics['roc_auc']:.4f} is below min_roc_auc {guardrails.min_roc_auc}")
+        reasons.append(f"{window} roc_auc {metrics['roc_auc']:.4f} is below min_roc_auc {guardrails.min_roc_auc}")
     if metrics["n_train"] < guardrails.min_train_rows:
         reasons.append(f"n_train {metrics['n_train']} is below min_train_rows {guardrails.min_train_rows}")
-    if champion and champion.get("roc_auc_on_holdout") is not None:
-        floor = champion["roc_auc_on_holdout"] - guardrails.max_auc_drop
+    if champion and champion.get("roc_auc_on_window") is not None:
+        floor = champion["roc_auc_on_window"] - guardrails.max_auc_drop
         if metrics["roc_auc"] < floor:
-            reasons.append(f"roc_auc {metrics['roc_auc']:.4f} is more than {guardrails.max_auc_drop} below champion "
-                           f"{champion['model_id']} ({champion['roc_auc_on_holdout']:.4f} on the same holdout)")
+            reasons.append(f"{window} roc_auc {metrics['roc_auc']:.4f} is more than {guardrails.max_auc_drop} below "
+                           f"champion {champion['model_id']} ({champion['roc_auc_on_window']:.4f} on the same rows)")
     if reasons:
         return "rejected", "; ".join(reasons)
-    against = (f"; champion {champion['model_id']} scored {champion['roc_auc_on_holdout']:.4f} on the same holdout"
-               if champion and champion.get("roc_auc_on_holdout") is not None else "; no champion to compare with")
-    return "approved", f"passed min_roc_auc {guardrails.min_roc_auc} and min_train_rows {guardrails.min_train_rows}{against}"
+    against = (f"; champion {champion['model_id']} scored {champion['roc_auc_on_window']:.4f} on the same rows"
+               if champion and champion.get("roc_auc_on_window") is not None else "; no champion to compare with")
+    return "approved", (f"{window} roc_auc {metrics['roc_auc']:.4f} passed min_roc_auc {guardrails.min_roc_auc} "
+                        f"and min_train_rows {guardrails.min_train_rows}{against}")
 
 
-def _champion_on_holdout(ctx: RunContext, holdout, features: list[str]) -> dict[str, Any] | None:
+def _champion_on(ctx: RunContext, rows, features: list[str], window: str) -> dict[str, Any] | None:
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         champion = latest_approved(warehouse, ctx.settings, ctx.pipeline.model_pipeline, ctx.snapshot_date)
     if champion is None:
         return None
     described: dict[str, Any] = {"model_id": champion.model_id, "registered_roc_auc": champion.roc_auc,
-                                 "training_snapshot": str(champion.training_snapshot)}
+                                 "training_snapshot": str(champion.training_snapshot), "window": window}
     if champion.features != features:
         described["note"] = "champion uses other features; compared on thresholds only"
         return described
     model = load_verified_model(ctx.settings, ctx.provider.provider_id, champion)
-    described["roc_auc_on_holdout"] = evaluate(model, holdout, features)["roc_auc"]
+    described["roc_auc_on_window"] = evaluate(model, rows, features)["roc_auc"]
     return described
 
 
@@ -136,11 +173,14 @@ def library_versions() -> dict[str, str]:
 
 
 def train(ctx: RunContext) -> dict[str, Any]:
-    """Fit, evaluate, decide promotion, register; writes metrics.json, model/ and roc_curve.png."""
+    """Backtest, fit, evaluate, decide promotion, register; writes metrics.json, model/ (with the training
+    profile), roc_curve.png and reliability.png."""
     import joblib
 
     log = ctx.logger("train")
     settings = ctx.pipeline.model
+    guardrails = ctx.pipeline.guardrails
+    horizon = ctx.pipeline.label.horizon_days
     chosen = feature_set(ctx.provider, ctx.pipeline)  # only features whose columns this provider has
     features = chosen.used
     frame = read_training_frame(ctx)
@@ -150,12 +190,19 @@ def train(ctx: RunContext) -> dict[str, Any]:
     if frame["label"].nunique() < 2:
         raise DataQualityError(f"every training label is {frame['label'].iloc[0]} for snapshot {ctx.snapshot_date}; "
                                "a model needs both active and inactive customers")
+    with log.timed("backtest") as logged:
+        forward, window_rows, window_scores = out_of_time_backtest(frame, chosen, settings, horizon)
+        logged.update({k: forward[k] for k in ("available", "roc_auc", "scored_window") if k in forward})
     train_rows, holdout = split_customers(frame, settings.test_size, settings.random_state)
     train_rows = cap_rows(train_rows, settings.max_train_rows, settings.random_state)
     with log.timed("fit", n_train=len(train_rows), n_test=len(holdout)):
-        model = build_model(settings, chosen.numeric, chosen.categorical)
+        model = make_model(settings, chosen)
         model.fit(train_rows[features], train_rows["label"].to_numpy())
+    holdout_scores = model.predict_proba(holdout[features])[:, 1]
     metrics: dict[str, Any] = evaluate(model, holdout, features)
+    window = "out_of_time" if guardrails.promote_on == "out_of_time" and forward["available"] else "holdout"
+    promotion_figures = {"roc_auc": forward["roc_auc"] if window == "out_of_time" else metrics["roc_auc"],
+                         "n_train": int(len(train_rows))}
     metrics.update({
         "n_train": int(len(train_rows)), "n_test": int(len(holdout)),
         "n_train_available": int(len(frame) - len(holdout)),
@@ -167,46 +214,67 @@ def train(ctx: RunContext) -> dict[str, Any]:
                             for feature, columns in chosen.absent.items()},
         "model_settings": settings.model_dump(),
         "library_versions": library_versions(),
+        "figures": {
+            "out_of_time": "ROC AUC of a model fitted on the earlier windows only, on the latest labelled window: "
+                           "how well it would have predicted what then happened",
+            "holdout": "ROC AUC on customers held out of the same training windows (roc_auc, accuracy, pr_auc, "
+                       "brier at the top level)"},
+        "out_of_time": forward,
+        "holdout_lift": lift_table(holdout["label"].to_numpy(), holdout_scores),
+        "holdout_reliability": reliability_curve(holdout["label"].to_numpy(), holdout_scores),
+        "coefficients": standardized_coefficients(model),
     })
-    champion = _champion_on_holdout(ctx, holdout, features)
-    status, reason = decide_promotion(metrics, ctx.pipeline.guardrails, champion)
+    judged_rows = window_rows if window == "out_of_time" else holdout
+    champion = _champion_on(ctx, judged_rows, features, window)
+    status, reason = decide_promotion(promotion_figures, guardrails, champion, window)
+    if guardrails.promote_on == "out_of_time" and window == "holdout":
+        reason += f" (no out-of-time window: {forward['reason']})"
 
     model_dir = ctx.run_dir / "model"
     write_with(model_dir / "model.pkl", lambda temp: joblib.dump(model, temp))
+    profile = training_profile(train_rows, chosen.numeric, chosen.categorical)
+    write_json_atomic(model_dir / TRAINING_PROFILE, profile)
     sha = sha256_of_file(model_dir / "model.pkl")
     # The run is part of the id: retraining identical bytes in another run (say, under other guardrails)
     # is a new registry decision and must not overwrite the earlier one; a retry of the same run is idempotent.
     run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
     model_id = f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__{sha[:10]}{run_tag}"
     store_dir = ctx.settings.model_store(ctx.provider.provider_id) / model_id
-    promotion = {"status": status, "reason": reason, "champion": champion}
+    promotion = {"status": status, "reason": reason, "champion": champion, "window": window,
+                 "roc_auc": promotion_figures["roc_auc"]}
     metrics.update({"model_id": model_id, "promotion": promotion})
     entry = {
         "model_id": model_id, "pipeline": ctx.pipeline.pipeline_id,
         "training_snapshot": ctx.snapshot_date.isoformat(), "trained_in_run": ctx.run_id, "status": status,
-        "reason": reason, "roc_auc": metrics["roc_auc"],
+        "reason": reason, "roc_auc": promotion_figures["roc_auc"],
         "champion_model_id": champion["model_id"] if champion else None,
-        "champion_roc_auc": champion.get("roc_auc_on_holdout") if champion else None,
+        "champion_roc_auc": champion.get("roc_auc_on_window") if champion else None,
         "sha256": sha, "path": store_relative_path(model_id), "features": json.dumps(features),
         "registered_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")}
 
     def fill_store(staging: Path) -> None:
-        # registry.json beside the model: the registry row again, so a rebuilt warehouse can re-register it
+        # registry.json beside the model: the registry row again, so a rebuilt warehouse can re-register it;
+        # the training profile, so scoring can tell drift from the data the model learned from
         shutil.copy2(model_dir / "model.pkl", staging / "model.pkl")
+        shutil.copy2(model_dir / TRAINING_PROFILE, staging / TRAINING_PROFILE)
         (staging / REGISTRY_SIDECAR).write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
 
     replace_dir_atomic(store_dir, fill_store)
     meta = {"model_id": model_id, "sha256": sha, "features": features, "training_snapshot": metrics["training_snapshot"],
             "store_path": str(store_dir / "model.pkl"), "metrics": {k: metrics[k] for k in
                                                                     ("roc_auc", "accuracy", "pr_auc", "brier")},
-            "promotion": promotion, "library_versions": metrics["library_versions"]}
+            "out_of_time_roc_auc": forward.get("roc_auc"), "promotion": promotion,
+            "library_versions": metrics["library_versions"]}
     write_json_atomic(model_dir / "model_meta.json", meta)
     write_json_atomic(ctx.run_dir / "metrics.json", metrics)
-    plot_roc_curve(holdout["label"].to_numpy(), model.predict_proba(holdout[features])[:, 1],
-                   ctx.run_dir / "roc_curve.png", title=model_id)
+    plot_roc_curve(holdout["label"].to_numpy(), holdout_scores, ctx.run_dir / "roc_curve.png", title=model_id)
+    plot_reliability(forward.get("reliability") or metrics["holdout_reliability"], ctx.run_dir / "reliability.png",
+                     title=("out-of-time window " + forward["scored_window"]) if forward["available"]
+                     else "customer holdout")
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
         register_model(warehouse, ctx.settings, entry)
     log.event("model_registered", level="INFO" if status == "approved" else "WARNING", model_id=model_id,
-              status=status, reason=reason, roc_auc=round(metrics["roc_auc"], 4))
-    return {"model_id": model_id, "status": status, "reason": reason, "roc_auc": metrics["roc_auc"]}
-
+              status=status, reason=reason, roc_auc=round(metrics["roc_auc"], 4),
+              out_of_time_roc_auc=round(forward["roc_auc"], 4) if forward["available"] else None)
+    return {"model_id": model_id, "status": status, "reason": reason, "roc_auc": metrics["roc_auc"],
+            "out_of_time_roc_auc": forward.get("roc_auc")}

@@ -20,7 +20,8 @@ from batchops.ui import safe_files
 from batchops.ui.safe_files import UnsafeArtifactError
 
 URL_PREFIX = "/batchops"
-DOWNLOADABLE = {"roc_curve.png", "score_histogram.png", "predictions/predictions.csv",
+DOWNLOADABLE = {"roc_curve.png", "score_histogram.png", "reliability.png", "drift.png", "drift_report.json",
+                "predictions/predictions.csv",
                 "predictions/predictions.parquet", "dq_report.md", "dq_report.json", "plan.json", "metrics.json",
                 "run_summary.md", "logs.jsonl"}
 OUTCOME_CLASSES = {"COMPLETE": "complete", "BLOCKED": "blocked", "FAILED": "failed"}
@@ -85,16 +86,66 @@ def _dq(folder: Path) -> dict[str, Any] | None:
          "detail": check.get("detail", "")} for check in checks]}
 
 
-def _model(folder: Path) -> dict[str, Any] | None:
-    metrics = safe_files.read_json(folder, "metrics.json")
-    if metrics is None:
-        return None
+FIGURE_MEANING = {
+    "out_of_time": "fitted on the earlier windows only, scored on the latest labelled window: how well it would "
+                   "have predicted what then happened",
+    "holdout": "customers held out of the same training windows",
+}
+COEFFICIENTS_SHOWN = 12
+
+
+def model_card(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a model card shows, from metrics.json: the figures with what each measures, lift, calibration,
+    the standardised coefficients and the promotion decision."""
     promotion = metrics.get("promotion") or {}
     champion = promotion.get("champion") or {}
-    return {"model_id": metrics.get("model_id"), "roc_auc": number(metrics.get("roc_auc")),
-            "accuracy": number(metrics.get("accuracy")), "pr_auc": number(metrics.get("pr_auc")),
-            "brier": number(metrics.get("brier")), "decision": f"{promotion.get('status')}: {promotion.get('reason')}",
-            "champion": champion.get("model_id", "-")}
+    forward = metrics.get("out_of_time") or {}
+    figures = []
+    if forward.get("available"):
+        figures.append({"name": "out of time", "meaning": FIGURE_MEANING["out_of_time"],
+                        "window": forward.get("label_period", ""), "roc_auc": number(forward.get("roc_auc")),
+                        "pr_auc": number(forward.get("pr_auc")), "brier": number(forward.get("brier")),
+                        "accuracy": number(forward.get("accuracy")), "n": forward.get("n")})
+    figures.append({"name": "customer holdout", "meaning": FIGURE_MEANING["holdout"],
+                    "window": ", ".join(str(d) for d in metrics.get("feature_dates", [])),
+                    "roc_auc": number(metrics.get("roc_auc")), "pr_auc": number(metrics.get("pr_auc")),
+                    "brier": number(metrics.get("brier")), "accuracy": number(metrics.get("accuracy")),
+                    "n": metrics.get("n_test")})
+    lift = forward.get("lift") if forward.get("available") else metrics.get("holdout_lift")
+    coefficients = metrics.get("coefficients") or []
+    return {
+        "model_id": metrics.get("model_id"), "status": promotion.get("status"), "reason": promotion.get("reason"),
+        "judged_on": promotion.get("window", "holdout"), "champion": champion.get("model_id", "-"),
+        "training_snapshot": metrics.get("training_snapshot"), "feature_dates": metrics.get("feature_dates", []),
+        "calibration": (metrics.get("model_settings") or {}).get("calibration", "none"),
+        "figures": figures, "forward_missing": None if forward.get("available") else forward.get("reason"),
+        "lift": [{"decile": row.get("decile"), "customers": row.get("customers"), "positives": row.get("positives"),
+                  "rate": number(row.get("rate")), "lift": number(row.get("lift"), 2),
+                  "cumulative_capture": number(row.get("cumulative_capture"), 3)} for row in (lift or [])],
+        "lift_on": "out-of-time window" if forward.get("available") else "customer holdout",
+        "coefficients": [{"input": c.get("input"), "coefficient": number(c.get("coefficient"), 3)}
+                         for c in coefficients[:COEFFICIENTS_SHOWN]],
+        "more_coefficients": max(0, len(coefficients) - COEFFICIENTS_SHOWN),
+        "features": metrics.get("features", []),
+    }
+
+
+def _model(folder: Path) -> dict[str, Any] | None:
+    metrics = safe_files.read_json(folder, "metrics.json")
+    return model_card(metrics) if isinstance(metrics, dict) else None
+
+
+def drift_card(report: dict[str, Any]) -> dict[str, Any]:
+    return {"verdict": report.get("verdict"), "summary": report.get("summary"), "model_id": report.get("model_id"),
+            "features": [{"feature": f.get("feature"), "psi": number(f.get("psi"), 3),
+                          "null_training": number(f.get("null_share_training"), 3),
+                          "null_now": number(f.get("null_share_now"), 3), "drifted": bool(f.get("drifted")),
+                          "why": f.get("why", "")} for f in (report.get("features") or [])[:15]]}
+
+
+def _drift(folder: Path) -> dict[str, Any] | None:
+    report = safe_files.read_json(folder, "drift_report.json")
+    return drift_card(report) if isinstance(report, dict) else None
 
 
 def _predictions(folder: Path) -> dict[str, Any] | None:
@@ -121,17 +172,22 @@ def _log_tail(folder: Path) -> list[str]:
     return [json.dumps(event) for event in events[-LOG_EVENTS:]]
 
 
-def render_run_page(dag_id: str, run_id: str, folder: Path) -> str:
-    """The run tab: outcome first, then DQ, model, plots, predictions, plan, log tail, summary."""
+def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[str], list] | None = None) -> str:
+    """The run tab: outcome first, then DQ, the model card (with the champion history from `history(model_id)`),
+    drift, plots, predictions, plan, log tail, summary."""
     refusals: list[str] = []
     summary = _section(refusals, lambda: safe_files.read_text(folder, "run_summary.md"))
     outcome, why = outcome_of(summary)
-    images = [name for name in ("roc_curve.png", "score_histogram.png") if _section(
+    images = [name for name in ("roc_curve.png", "reliability.png", "drift.png", "score_histogram.png") if _section(
         refusals, lambda name=name: _is_servable(folder, name))]
+    model = _section(refusals, lambda: _model(folder))
+    drift = _section(refusals, lambda: _drift(folder))
+    shown_model_id = (model or {}).get("model_id") or (drift or {}).get("model_id")
+    champions = _section(refusals, lambda: history(shown_model_id)) if history and shown_model_id else None
     return render(
         "run.html", dag_id=dag_id, run_id=run_id, outcome=outcome, why=why,
         outcome_class=OUTCOME_CLASSES.get(outcome, "unknown"), summary=summary,
-        dq=_section(refusals, lambda: _dq(folder)), model=_section(refusals, lambda: _model(folder)),
+        dq=_section(refusals, lambda: _dq(folder)), model=model, drift=drift, champions=champions or [],
         images=[(name, file_url(dag_id, run_id, name)) for name in images],
         predictions=_section(refusals, lambda: _predictions(folder)),
         predictions_url=file_url(dag_id, run_id, "predictions/predictions.csv"),
@@ -147,13 +203,14 @@ def _is_servable(folder: Path, name: str) -> bool:
         return False
 
 
-def render_overview(rows: list[dict[str, Any]], config_errors: list[str]) -> str:
+def render_overview(rows: list[dict[str, Any]], config_errors: list[str],
+                    cards: list[dict[str, Any]] | None = None) -> str:
     shown = []
     for row in rows:
         shown.append({**row, "last_url": run_url(row["dag_id"], row["run_id"]) if row.get("run_id") else None,
                       "earlier": [(run_id, run_url(row["dag_id"], run_id)) for run_id in row.get("earlier_runs", [])],
                       "outcome_class": OUTCOME_CLASSES.get(row.get("outcome", ""), "unknown")})
-    return render("overview.html", rows=shown, config_errors=config_errors)
+    return render("overview.html", rows=shown, config_errors=config_errors, cards=cards or [])
 
 
 def render_not_batchops(dag_id: str) -> str:

@@ -140,6 +140,65 @@ def overview_rows(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, [str(issue) for issue in config_set.issues]
 
 
+def champion_history(settings: Settings, model_id: str | None) -> list[dict[str, Any]]:
+    """The registry decisions of the model's pipeline (model ids are provider__pipeline__date__hash)."""
+    from batchops.models import model_history
+
+    parts = (model_id or "").split("__")
+    if len(parts) < 4:
+        return []
+    quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
+    try:
+        return model_history(quick, parts[0], parts[1])
+    except Exception:  # noqa: BLE001 - the card shows without its history when the registry is busy or damaged
+        return []
+
+
+def latest_with(dag_folders: list[Path], name: str) -> tuple[Path, Any] | None:
+    """(run folder, parsed JSON) of the newest run among these DAGs' folders that has the artifact."""
+    found = []
+    for dag_folder in dag_folders:
+        for folder in run_folders(dag_folder):
+            found.append(folder)
+    for folder in sorted(found, key=lambda f: f.stat(follow_symlinks=False).st_mtime, reverse=True):
+        try:
+            value = safe_files.read_json(folder, name)
+        except UnsafeArtifactError:
+            continue
+        if isinstance(value, dict):
+            return folder, value
+    return None
+
+
+def model_cards(settings: Settings) -> list[dict[str, Any]]:
+    """A card per provider x model pipeline: the latest trained model's card, the latest scoring run's drift
+    verdict among the provider's DAGs, and the champion history. Each card is built on its own."""
+    from batchops.config import load_config_set
+    from batchops.ui.pages import drift_card, model_card
+
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    pairs = config_set.dag_pairs()
+    cards = []
+    for provider, pipeline in pairs:
+        if "train" not in pipeline.stages:
+            continue
+        dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
+        card: dict[str, Any] = {"dag_id": dag_id}
+        try:
+            trained = latest_with([settings.runs_dir / dag_id], "metrics.json")
+            card["model"] = model_card(trained[1]) if trained else None
+            provider_dags = [settings.runs_dir / f"{p.provider_id}__{q.pipeline_id}" for p, q in pairs
+                             if p.provider_id == provider.provider_id]
+            scored = latest_with(provider_dags, "drift_report.json")
+            if scored:
+                card["drift"], card["drift_run"] = drift_card(scored[1]), f"{scored[0].parent.name} {scored[0].name}"
+            card["champions"] = champion_history(settings, (card["model"] or {}).get("model_id"))
+        except Exception as exc:  # noqa: BLE001 - one provider's trouble must not break the page
+            card["refused"] = f"model card unavailable ({type(exc).__name__}: {exc})"
+        cards.append(card)
+    return cards
+
+
 def create_app() -> FastAPI:
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
@@ -148,8 +207,9 @@ def create_app() -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, dependencies=[read_dag])
     def overview() -> str:
-        rows, errors = overview_rows(_settings())
-        return render_overview(rows, errors)
+        settings = _settings()
+        rows, errors = overview_rows(settings)
+        return render_overview(rows, errors, model_cards(settings))
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[read_dag])
     def run_page(dag_id: str, run_id: str) -> str:
@@ -163,7 +223,8 @@ def create_app() -> FastAPI:
                 pass
         except (FileNotFoundError, UnsafeArtifactError) as exc:
             raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}") from exc
-        return render_run_page(dag_id, run_id, folder)
+        settings = _settings()
+        return render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id))
 
     @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
     def run_file(dag_id: str, run_id: str, name: str) -> StreamingResponse:
