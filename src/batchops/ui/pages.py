@@ -126,7 +126,7 @@ def model_card(metrics: dict[str, Any]) -> dict[str, Any]:
         "coefficients": [{"input": c.get("input"), "coefficient": number(c.get("coefficient"), 3)}
                          for c in coefficients[:COEFFICIENTS_SHOWN]],
         "more_coefficients": max(0, len(coefficients) - COEFFICIENTS_SHOWN),
-        "features": metrics.get("features", []),
+        "features": metrics.get("features", []), "reliability_url": None,
     }
 
 
@@ -181,6 +181,9 @@ def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[s
     images = [name for name in ("roc_curve.png", "reliability.png", "drift.png", "score_histogram.png") if _section(
         refusals, lambda name=name: _is_servable(folder, name))]
     model = _section(refusals, lambda: _model(folder))
+    if model and "reliability.png" in images:
+        model["reliability_url"] = file_url(dag_id, run_id, "reliability.png")
+        images.remove("reliability.png")  # shown in the model card
     drift = _section(refusals, lambda: _drift(folder))
     shown_model_id = (model or {}).get("model_id") or (drift or {}).get("model_id")
     champions = _section(refusals, lambda: history(shown_model_id)) if history and shown_model_id else None

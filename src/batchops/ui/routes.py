@@ -21,6 +21,7 @@ from batchops.settings import Settings
 from batchops.ui import safe_files
 from batchops.ui.pages import (
     DOWNLOADABLE,
+    file_url,
     outcome_of,
     render_not_batchops,
     render_overview,
@@ -170,6 +171,14 @@ def latest_with(dag_folders: list[Path], name: str) -> tuple[Path, Any] | None:
     return None
 
 
+def _servable(folder: Path, name: str) -> bool:
+    try:
+        with safe_files.open_artifact(folder, name, safe_files.DOWNLOAD_LIMIT):
+            return True
+    except (FileNotFoundError, UnsafeArtifactError):
+        return False
+
+
 def model_cards(settings: Settings) -> list[dict[str, Any]]:
     """A card per provider x model pipeline: the latest trained model's card, the latest scoring run's drift
     verdict among the provider's DAGs, and the champion history. Each card is built on its own."""
@@ -187,6 +196,10 @@ def model_cards(settings: Settings) -> list[dict[str, Any]]:
         try:
             trained = latest_with([settings.runs_dir / dag_id], "metrics.json")
             card["model"] = model_card(trained[1]) if trained else None
+            if trained and _servable(trained[0], "reliability.png"):
+                plan = safe_files.read_json(trained[0], "plan.json") or {}
+                if plan.get("run_id"):
+                    card["model"]["reliability_url"] = file_url(dag_id, str(plan["run_id"]), "reliability.png")
             provider_dags = [settings.runs_dir / f"{p.provider_id}__{q.pipeline_id}" for p, q in pairs
                              if p.provider_id == provider.provider_id]
             scored = latest_with(provider_dags, "drift_report.json")
