@@ -12,6 +12,14 @@ Markdown table under --results, the JSON also as latest.json.
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
+from venv_bootstrap import ensure_project_python  # noqa: E402
+
+ensure_project_python(__file__)
+
 import argparse
 import ast
 import json
@@ -23,6 +31,8 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+
+from batchops.progress import Steps
 
 REPO = Path(__file__).resolve().parents[1]
 def _shared_bench() -> Path:
@@ -87,25 +97,32 @@ def bench_env(root: Path, memory_limit: str | None) -> dict[str, str]:
     return env
 
 
-def bench_size(name: str, root: Path, memory_limit: str | None) -> dict:
+STEPS_PER_SIZE = 5 + len(STAGES)  # generate, three anchors, the DAG, every stage alone
+
+
+def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | None = None) -> dict:
     customers, transactions = SIZES[name]
+    step = bar.advance if bar else (lambda steps=1: None)
     env = bench_env(root, memory_limit)
     data = root / "data" / "benchmark" / SNAPSHOT
     python = sys.executable
     generated = measure([python, str(SHARED_BENCH / "gen_scale.py"), str(data), "--customers", str(customers),
                          "--transactions", str(transactions)], env)
+    step()
     csv_mib = sum(p.stat().st_size for p in data.glob("*.csv")) / 2**20
     anchors = {
         "floor": measure([python, str(SHARED_BENCH / "floor.py"), str(data)], env),
         "duckdb_ideal": measure([python, str(SHARED_BENCH / "duckdb_ideal.py"), str(data), SNAPSHOT], env),
         "pandas_baseline": measure([python, str(SHARED_BENCH / "pandas_baseline.py"), str(data), SNAPSHOT, "30"], env),
     }
+    step(3)
     for anchor in anchors.values():
         anchor["result"] = last_json_line(anchor.pop("stdout")) or None
     subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     dag = measure(["airflow", "dags", "test", "benchmark__propensity_model", SNAPSHOT, "--conf",
                    json.dumps({"snapshot_date": SNAPSHOT})], env)
     dag.pop("stdout")
+    step()
     dag_run = sorted((root / "runs" / "benchmark__propensity_model").iterdir())[-1]
     events = [json.loads(line) for line in (dag_run / "logs.jsonl").read_text().splitlines()]
     dag["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
@@ -119,6 +136,7 @@ def bench_size(name: str, root: Path, memory_limit: str | None) -> dict:
                           "bench_alone"], env)
         result.pop("stdout")
         alone[stage] = result
+        step()
     pandas_seconds = anchors["pandas_baseline"]["seconds"]
     ideal_seconds = anchors["duckdb_ideal"]["seconds"]
     data_stage_seconds = sum(alone[s]["seconds"] for s in DATA_STAGES)
@@ -220,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "duckdb_memory_limit": args.memory_limit, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="batchops-bench-", dir=args.workdir) as work:
-        for name in sizes:
-            print(f"size {name}...", file=sys.stderr, flush=True)
-            results["sizes"][name] = bench_size(name, Path(work) / name, args.memory_limit)
+        with Steps("benchmark", len(sizes) * STEPS_PER_SIZE) as bar:
+            for name in sizes:
+                bar.describe(f"size {name}")
+                results["sizes"][name] = bench_size(name, Path(work) / name, args.memory_limit, bar)
         results["parse_200_dags"] = parse_200_dags(Path(work) / "parse")
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = results["started"].replace(":", "").replace("-", "")

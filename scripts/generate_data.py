@@ -10,6 +10,14 @@ real. Files follow the provider config: its column names, delimiter and date for
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
+from venv_bootstrap import ensure_project_python  # noqa: E402
+
+ensure_project_python(__file__)
+
 import argparse
 import os
 import sys
@@ -22,6 +30,7 @@ import pandas as pd
 
 from batchops.artifacts import write_with
 from batchops.config import DEFAULTS_FILE_NAME, ProviderConfig, load_provider_file
+from batchops.progress import Steps
 from batchops.scansim import render_table_pdf
 from batchops.settings import Settings
 from batchops.yaml_loader import read_yaml_file
@@ -121,13 +130,23 @@ def generate(provider: ProviderConfig, snapshot: date, customers_count: int, see
              defect: str | None = None, history_days: int = HISTORY_DAYS) -> dict[str, Path]:
     # Each provider gets its own customers for the same seed.
     rng = np.random.default_rng([seed, zlib.crc32(provider.provider_id.encode())])
-    customers = make_customers(rng, customers_count, snapshot)
-    transactions = make_transactions(rng, customers, snapshot, history_days)
-    if defect:
-        customers, transactions = plant_defect(defect, customers, transactions, rng)
-    folder = provider.landing_dir(data_dir, snapshot)
-    frames = {"customers": customers, "transactions": transactions}
-    return {entity: write_entity(frames[entity], provider, entity, folder) for entity in provider.entities}
+    with Steps(f"generating {provider.provider_id} {snapshot}", 2 + len(provider.entities)) as bar:
+        bar.describe("customers")
+        customers = make_customers(rng, customers_count, snapshot)
+        bar.advance()
+        bar.describe("transactions")
+        transactions = make_transactions(rng, customers, snapshot, history_days)
+        bar.advance()
+        if defect:
+            customers, transactions = plant_defect(defect, customers, transactions, rng)
+        folder = provider.landing_dir(data_dir, snapshot)
+        frames = {"customers": customers, "transactions": transactions}
+        written = {}
+        for entity in provider.entities:
+            bar.describe(f"writing {entity}")
+            written[entity] = write_entity(frames[entity], provider, entity, folder)
+            bar.advance()
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

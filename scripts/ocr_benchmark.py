@@ -12,6 +12,14 @@ process, pdftoppm, tesseract: getrusage of waited-for children), beside wall sec
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
+from venv_bootstrap import ensure_project_python  # noqa: E402
+
+ensure_project_python(__file__)
+
 import argparse
 import csv
 import json

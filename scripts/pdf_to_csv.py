@@ -15,6 +15,14 @@ cannot be told (without a schema), or more cells than --max-invalid fail validat
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
+from venv_bootstrap import ensure_project_python  # noqa: E402
+
+ensure_project_python(__file__)
+
 import argparse
 import csv
 import io
@@ -26,6 +34,7 @@ from batchops.artifacts import write_json_atomic, write_text_atomic
 from batchops.config import DEFAULTS_FILE_NAME, load_provider_file
 from batchops.errors import BatchOpsError
 from batchops.ocr import OcrError, pdf_to_table, rules_from_entity
+from batchops.progress import Steps
 from batchops.settings import Settings
 from batchops.yaml_loader import read_yaml_file
 
@@ -58,6 +67,18 @@ def schema_rules(provider_id: str, entity: str, settings: Settings):
     if entity not in provider.entities:
         raise OcrError(f"provider {provider_id} has no entity {entity!r}; it has {sorted(provider.entities)}")
     return rules_from_entity(provider.entities[entity])
+
+
+def pages_to_read(pdf: Path, pages: list[int] | None) -> int:
+    """For the progress bar only: the page count, or 0 when the PDF cannot tell (the OCR says why)."""
+    if pages:
+        return len(pages)
+    try:
+        from pdf2image import pdfinfo_from_path
+
+        return int(pdfinfo_from_path(str(pdf))["Pages"])
+    except Exception:  # noqa: BLE001 - pdf_to_table reports an unreadable PDF properly
+        return 0
 
 
 def table_csv(columns: list[str], rows: list[list[str]]) -> str:
@@ -93,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         if provider is None and not args.no_schema and args.input.resolve() == DEFAULT_INPUT.resolve():
             provider, entity = SAMPLE_SCHEMA  # the sample is provider_c's transactions statement
         rules = None if provider is None else schema_rules(provider, entity, settings)
-        result = pdf_to_table(args.input, rules=rules, dpi=args.dpi, lang=args.lang, pages=args.pages,
-                              min_confidence=args.min_confidence, max_invalid=args.max_invalid, workers=args.workers)
+        with Steps(f"reading {args.input.name}", pages_to_read(args.input, args.pages)) as bar:
+            result = pdf_to_table(args.input, rules=rules, dpi=args.dpi, lang=args.lang, pages=args.pages,
+                                  min_confidence=args.min_confidence, max_invalid=args.max_invalid,
+                                  workers=args.workers, progress=bar.advance)
     except OcrError as exc:
         report = getattr(exc, "report", None)
         if report is not None:

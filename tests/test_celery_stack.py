@@ -33,6 +33,9 @@ def stack(tmp_path_factory):
         for provider in ("provider_a", "provider_b"):
             make_drop(deployment.settings, provider, date(2026, 2, 1), customers=600)
             make_drop(deployment.settings, provider, TODAY, customers=400, seed=5)
+        # provider_c gets no drop for today, and waits for one only a minute.
+        config = deployment.settings.config_dir / "provider_c.yaml"
+        config.write_text(config.read_text() + "landing_timeout_minutes: 1\nlanding_poke_seconds: 5\n")
         yield deployment.start(COMPONENTS)
     finally:
         deployment.stop()
@@ -99,6 +102,20 @@ def test_schedule_creates_and_completes_a_run_by_itself(stack):
     assert plan["snapshot_date_source"] == "data_interval_end of the scheduled run"
 
 
+def test_a_scheduled_run_whose_drop_never_comes_ends_no_drop_not_failed(stack):
+    dag_id = "provider_c__propensity_scoring"
+    unpause(stack, dag_id)
+    def scheduled_runs():
+        runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]
+        return runs or None
+    run = stack.wait_for(scheduled_runs, 120, "a scheduled run", interval=2)[0]
+    assert stack.wait_for_run(dag_id, run["dag_run_id"]) == "success", stack.logs()  # not red in the grid
+    states = stack.task_states(dag_id, run["dag_run_id"])
+    assert states["wait_for_drop"] == "skipped" and "failed" not in states.values(), states
+    summary = (run_dir_for(stack.settings.runs_dir, dag_id, run["dag_run_id"]) / "run_summary.md").read_text()
+    assert summary.startswith("# Run summary: NO DROP") and "statement.pdf" in summary and "customers.csv" in summary
+
+
 def test_clearing_only_the_failed_task_resumes_a_run(stack):
     unpause(stack, RESUME_DAG)
     created = stack.request("POST", f"/api/v2/dags/{RESUME_DAG}/dagRuns",
@@ -152,6 +169,7 @@ def test_agent_run_fails_on_purpose_and_agent_resume_completes_it(stack):
                  "--snapshot-date", "2026-02-01")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "score           failed" in done.stdout and "agent.py resume --run-id" in done.stdout
+    assert "why: score: " in done.stdout and "BATCHOPS_FAIL_ONCE" in done.stdout  # the failing task's error
     run_id = done.stdout.split("triggered provider_a__propensity_scoring run ")[1].split()[0]
     resumed = agent(stack, "resume", "--run-id", run_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -172,4 +190,5 @@ def test_agent_run_fails_on_purpose_and_agent_resume_completes_it(stack):
 def test_agent_errors_say_what_to_fix(stack, args, env, message):
     done = agent(stack, *args, env=env)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr  # one line
 

@@ -12,7 +12,7 @@ from airflow.dag_processing.dagbag import DagBag
 
 from conftest import REPO
 
-MODEL_TASKS = ["plan", "ingest", "validate", "dq_gate", "load", "build_features", "train", "wait_for_model", "score",
+MODEL_TASKS = ["plan", "wait_for_drop", "ingest", "validate", "dq_gate", "load", "build_features", "train", "wait_for_model", "score",
                "summarize"]
 SCORING_TASKS = [t for t in MODEL_TASKS if t != "train"]
 
@@ -49,6 +49,8 @@ def test_gate_short_circuits_and_summary_always_runs(dagbag):
     assert type(gate).__name__ == "ShortCircuitOperator" and gate.ignore_downstream_trigger_rules is False
     assert dag.task_dict["summarize"].trigger_rule == "all_done"
     assert dag.task_dict["wait_for_model"].mode == "reschedule"
+    wait_for_drop = dag.task_dict["wait_for_drop"]  # scheduled runs wait for the drop without holding a slot
+    assert wait_for_drop.mode == "reschedule" and wait_for_drop.timeout == 720 * 60
     assert type(dag.task_dict["build_features"]).__name__ == "WarehouseSQLOperator"
 
 

@@ -45,7 +45,7 @@ def assert_inert(page: str, payload: str) -> None:
             if attributes.get(name) is not None:
                 assert attributes[name].startswith("/batchops/"), attributes[name]
         if "class" in attributes:
-            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "pass",
+            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop", "pass",
                                                         "fail", "refused"}, attributes["class"]
     assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
 

@@ -162,3 +162,49 @@ class ApprovedModelSensor(BaseSensorOperator):
             run_logger_for(context, self.settings).failed("stage", exc, task=self.task_id)
             with failing_fast(self.task_id):
                 raise
+
+
+WAITING_RUN_TYPES = {"scheduled"}  # manual, backfill and asset-triggered runs expect their files to be there
+
+
+class LandingDropSensor(BaseSensorOperator):
+    """A scheduled run waits (reschedule mode) for the snapshot's landing files and ready_marker. When they
+    never come the task is skipped, so the run ends NO DROP instead of failing; a manual run does not wait."""
+
+    template_fields = ("snapshot_date",)
+
+    def __init__(self, *, provider, settings: Settings, snapshot_date: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.provider = provider
+        self.settings = settings
+        self.snapshot_date = snapshot_date
+
+    def poke(self, context) -> bool:
+        from batchops.runcontext import parse_snapshot_date
+
+        run_type = str(getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type))
+        if run_type not in WAITING_RUN_TYPES:
+            self.log.info("%s run: not waiting for the drop (ingest checks the files)", run_type)
+            return True
+        missing = self.provider.missing_landing_files(self.settings.data_dir, parse_snapshot_date(self.snapshot_date))
+        if missing:
+            self.log.info("drop for %s not complete yet, missing: %s", self.snapshot_date, ", ".join(missing))
+            return False
+        self.log.info("drop for %s is complete", self.snapshot_date)
+        return True
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+
+        from batchops.runcontext import parse_snapshot_date
+        from batchops.tasks import run_logger_for
+
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            missing = self.provider.missing_landing_files(self.settings.data_dir,
+                                                          parse_snapshot_date(self.snapshot_date))
+            run_logger_for(context, self.settings).event(
+                "no_drop", level="WARNING", task=self.task_id, waited_seconds=self.timeout, missing=missing)
+            raise AirflowSkipException(f"no drop for {self.snapshot_date} within {self.timeout}s; missing: "
+                                       f"{', '.join(missing)}") from exc

@@ -90,6 +90,17 @@ class AirflowClient:
         answer = self._call("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances")
         return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
 
+    def task_log_tail(self, dag_id: str, run_id: str, task_id: str, lines: int = 40) -> list[str]:
+        """The last lines of a task's latest try, as the UI shows them."""
+        instance = self._call("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances/"
+                                     f"{_quote(task_id)}")
+        answer = self._call("GET", f"/api/v2/dags/{_quote(dag_id)}/dagRuns/{_quote(run_id)}/taskInstances/"
+                                   f"{_quote(task_id)}/logs/{max(1, int(instance.get('try_number') or 1))}"
+                                   "?full_content=true")
+        content = answer.get("content", [])
+        texts = [entry.get("event", "") if isinstance(entry, dict) else str(entry) for entry in content]
+        return [line for text in texts for line in str(text).splitlines()][-lines:]
+
     def clear_failed(self, dag_id: str, run_id: str) -> list[str]:
         answer = self._call("POST", f"/api/v2/dags/{_quote(dag_id)}/clearTaskInstances",
                             {"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True})
@@ -169,9 +180,35 @@ def _find_dag_of_run(client: AirflowClient, run_id: str) -> str:
                       "or pass --dag-id")
 
 
+def failure_reason(client: AirflowClient, dag_id: str, run_id: str) -> str | None:
+    """Why the run failed, where a person would look: run_summary.md's reason when the run folder is on this
+    machine, else the error lines of the failed tasks' logs from the REST API."""
+    summary = Path(os.environ.get("BATCHOPS_RUNS_DIR", "runs")) / dag_id / safe_run_id(run_id) / "run_summary.md"
+    if summary.is_file():
+        reason = next((line.strip("* ") for line in summary.read_text(errors="replace").splitlines()
+                       if line.startswith("**")), None)
+        if reason:
+            return reason
+    failed = [task for task, state in client.task_states(dag_id, run_id).items() if state == "failed"]
+    reasons = []
+    for task in failed:
+        try:
+            tail = client.task_log_tail(dag_id, run_id, task)
+        except ClientError:
+            continue
+        errors = [line.strip() for line in tail if "Error" in line or "Exception" in line]
+        if errors:
+            reasons.append(f"{task}: {errors[-1][:500]}")
+    return "; ".join(reasons) or (f"failed task(s): {', '.join(failed)}" if failed else None)
+
+
 def _finish(client: AirflowClient, dag_id: str, run_id: str, emit, poll_seconds: float) -> int:
     state = follow(client, dag_id, run_id, emit, poll_seconds)
     emit(f"run {run_id}: {state}")
+    if state != "success":
+        reason = failure_reason(client, dag_id, run_id)
+        if reason:
+            emit(f"why: {reason}")
     emit(_artifacts_line(dag_id, run_id))
     if state != "success":
         emit(f"resume after fixing the cause: python agent.py resume --run-id '{run_id}' --dag-id {dag_id}")

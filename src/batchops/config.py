@@ -40,12 +40,13 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 ColumnType = Literal["string", "integer", "float", "date", "boolean"]
 StageName = Literal[
-    "plan", "ingest", "validate", "dq_gate", "load", "build_features", "train", "wait_for_model", "score",
+    "plan", "wait_for_drop", "ingest", "validate", "dq_gate", "load", "build_features", "train", "wait_for_model", "score",
     "summarize",
 ]
 
 # A stage may only run after the stages it reads from.
 STAGE_PREREQUISITES: dict[str, tuple[str, ...]] = {
+    "wait_for_drop": ("plan",),
     "ingest": ("plan",),
     "validate": ("ingest",),
     "dq_gate": ("validate",),
@@ -208,6 +209,12 @@ class ProviderConfig(StrictModel):
     ready_marker: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", description=(
         "File the provider writes into the landing folder after an upload is complete (e.g. _SUCCESS); "
         "ingest waits for it. Use it when uploads are not atomic."))
+    landing_timeout_minutes: int = Field(720, ge=1, le=10080, description=(
+        "How long a scheduled run's wait_for_drop waits for the snapshot's files (and ready_marker) before the "
+        "run ends NO DROP (its tasks skipped, nothing failed). Manual runs never wait: a missing file fails "
+        "ingest at once with the expected path."))
+    landing_poke_seconds: int = Field(300, ge=5, le=86400, description=(
+        "How often wait_for_drop looks for the files (reschedule mode: no worker slot is held in between)."))
     landing_settle_seconds: float = Field(2.0, ge=0, le=600, description=(
         "A landing file modified less than this long ago is watched this long; if it still changes it is "
         "treated as an upload in progress and ingest retries later."))
@@ -269,6 +276,12 @@ class ProviderConfig(StrictModel):
     def landing_dir(self, data_dir: Path, snapshot_date: date) -> Path:
         relative = self.landing_path.format(provider_id=self.provider_id, snapshot_date=snapshot_date.isoformat())
         return data_dir / relative
+
+    def missing_landing_files(self, data_dir: Path, snapshot_date: date) -> list[str]:
+        """The snapshot's files (and ready_marker) not in the landing folder yet, as paths."""
+        folder = self.landing_dir(data_dir, snapshot_date)
+        names = [spec.file for spec in self.entities.values()] + ([self.ready_marker] if self.ready_marker else [])
+        return [str(folder / name) for name in names if not (folder / name).is_file()]
 
     def missing_threshold(self, entity: str, column: str) -> float:
         spec = self.entities[entity]

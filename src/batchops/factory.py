@@ -83,8 +83,20 @@ def _build_wait_for_model(binding: StageBinding):
         doc_md="Waits for an approved, sha256-verified model trained on or before snapshot_date.")
 
 
+def _build_wait_for_drop(binding: StageBinding):
+    from batchops.airflow_ops import LandingDropSensor
+
+    provider = binding.provider
+    return LandingDropSensor(
+        task_id="wait_for_drop", provider=provider, settings=binding.settings, snapshot_date=SNAPSHOT_XCOM,
+        mode="reschedule", poke_interval=provider.landing_poke_seconds, timeout=provider.landing_timeout_minutes * 60,
+        retries=0, doc_md="Scheduled runs: waits for the snapshot's landing files (and ready_marker); when they "
+                          "never come the run ends NO DROP. Manual runs pass at once.")
+
+
 STAGE_BUILDERS = {
     "plan": lambda b: _python_task("plan", run_plan, b),
+    "wait_for_drop": _build_wait_for_drop,
     "ingest": lambda b: _python_task("ingest", run_ingest, b),
     "validate": lambda b: _python_task("validate", run_validate, b),
     "dq_gate": _build_dq_gate,

@@ -33,3 +33,35 @@ def progress(items: Iterable[T], description: str, total: int | None = None) -> 
         for item in items:
             yield item
             bar.advance(task)
+
+
+class Steps:
+    """A bar advanced by hand (`with Steps("OCR pages", total) as bar: ... bar.advance(n)`); silent when
+    not wanted(). `describe` changes the text beside the bar."""
+
+    def __init__(self, description: str, total: int):
+        self.description, self.total = description, total
+        self._bar = None
+        self._task = None
+
+    def __enter__(self) -> Steps:
+        if wanted():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, steps: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task, steps)
+
+    def describe(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=text)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

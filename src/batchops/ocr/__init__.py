@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,11 @@ class OcrResult:
 # ---------------------------------------------------------------- reading the pages
 
 
+PAGES_PER_BATCH = 4  # one Tesseract process (one model load) per batch; small enough for a live progress bar
+
+
 def read_pages(pdf: Path, pages: list[int], dpi: int, lang: str, binaries: dict[str, str], folder: Path,
-               workers: int) -> list[PageWords]:
+               workers: int, done: Callable[[int], None] = lambda pages: None) -> list[PageWords]:
     """Words of every page: text-layer pages from pdftotext, image pages rendered and OCR'd in `workers`
     parallel batches (threads: the work runs in pdftoppm and tesseract subprocesses, and a Celery prefork
     worker, being daemonic, may not start processes of its own)."""
@@ -91,7 +95,7 @@ def read_pages(pdf: Path, pages: list[int], dpi: int, lang: str, binaries: dict[
     scans = scanned_pages(pdf, image_pages, binaries) if image_pages else {}
     page_dpi = {p: dpi if p not in scans or scans[p].ppi >= dpi else min(dpi, max(LOW_RES_DPI, round(scans[p].ppi)))
                 for p in image_pages}
-    batches = _batches(image_pages, page_dpi, workers)
+    batches = _batches(image_pages, page_dpi, workers, PAGES_PER_BATCH)
 
     def run(batch: list[int]) -> list[PageWords]:
         batch_dpi = page_dpi[batch[0]]
@@ -107,20 +111,23 @@ def read_pages(pdf: Path, pages: list[int], dpi: int, lang: str, binaries: dict[
                                                                                                    strict=True)]
 
     read: dict[int, PageWords] = {p: PageWords(p, "text", words) for p, words in layer.items()}
+    done(len(pages) - len(image_pages))
     if len(batches) > 1:
-        with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
             for page_words in pool.map(run, batches):
                 read.update({pw.page: pw for pw in page_words})
+                done(len(page_words))
     elif batches:
         read.update({pw.page: pw for pw in run(batches[0])})
+        done(len(batches[0]))
     return [read.get(p, PageWords(p, "empty")) for p in pages]
 
 
-def _batches(pages: list[int], page_dpi: dict[int, int], workers: int) -> list[list[int]]:
-    """Pages split into at most `workers` batches of neighbouring pages, one resolution per batch."""
+def _batches(pages: list[int], page_dpi: dict[int, int], workers: int, most: int) -> list[list[int]]:
+    """Neighbouring pages in batches of one resolution: as few as `workers` allows, at most `most` pages each."""
     if not pages:
         return []
-    size = -(-len(pages) // max(1, workers))
+    size = min(most, -(-len(pages) // max(1, workers)))
     batches: list[list[int]] = []
     for page in pages:
         if batches and len(batches[-1]) < size and page_dpi[batches[-1][0]] == page_dpi[page]:
@@ -450,7 +457,8 @@ def flag_kind(cell: dict[str, Any], min_confidence: float) -> str | None:
 
 def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list[str] | None = None,
                  dpi: int = 300, lang: str = "eng", pages: list[int] | None = None, min_confidence: float = 60.0,
-                 max_invalid: float = 0.01, workers: int | None = None, strict_pages: bool = True) -> OcrResult:
+                 max_invalid: float = 0.01, workers: int | None = None, strict_pages: bool = True,
+                 progress: Callable[[int], None] = lambda pages: None) -> OcrResult:
     """Read a table PDF. Raises OcrError when the PDF is unreadable or has no table header, and
     OcrErrorWithReport when a required column is missing, when a page has text but no rows (unless
     strict_pages is False: the report's pages_without_rows then says which), or when more than
@@ -466,7 +474,7 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
     started = time.perf_counter()
     workers = max(1, workers or min(len(selected), os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="batchops-ocr-") as folder:
-        page_words = read_pages(pdf, selected, dpi, lang, binaries, Path(folder), workers)
+        page_words = read_pages(pdf, selected, dpi, lang, binaries, Path(folder), workers, progress)
         learned = rules is None
         if learned:
             names = headers or discover_header(pdf, page_words)

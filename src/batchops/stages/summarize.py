@@ -32,10 +32,21 @@ def last_errors(events: list[dict[str, Any]]) -> dict[str, str]:
     return {e["stage"]: e.get("error", "") for e in events if e.get("event") == "stage_failed"}
 
 
+SKIPPED_STATE = "skipped"
+NO_DROP = "NO DROP"
+
+
 def run_outcome(task_states: dict[str, str | None], dq_report: dict[str, Any] | None,
-                errors: dict[str, str] | None = None) -> tuple[str, str]:
-    """(COMPLETE | BLOCKED | FAILED, why)."""
+                errors: dict[str, str] | None = None, missing_files: list[str] | None = None,
+                landing_timeout_minutes: int | None = None) -> tuple[str, str]:
+    """(COMPLETE | BLOCKED | FAILED | NO DROP, why)."""
     failed = [t for t, s in task_states.items() if s == FAILED_STATE]
+    if task_states.get("wait_for_drop") == SKIPPED_STATE and not failed:
+        waited = f" within {landing_timeout_minutes} minutes" if landing_timeout_minutes else ""
+        files = ", ".join(missing_files or []) or "the files (they arrived after the wait ended)"
+        return NO_DROP, (f"the provider's drop did not arrive{waited}, so nothing was processed and nothing failed; "
+                         f"missing: {files}. When the files are there, trigger a run for this snapshot_date (or "
+                         "clear wait_for_drop)")
     if dq_report is not None and not dq_report["passed"]:
         bad = [c for c in dq_report["checks"] if not c["passed"]]
         why = "; ".join(f"{c['entity']}.{c['column'] or '*'} {c['check']} observed {c['observed']} vs threshold "
@@ -54,7 +65,9 @@ def render_summary(ctx: RunContext, task_states: dict[str, str | None]) -> tuple
     metrics = _optional_json(ctx, "metrics.json")
     events = read_events(ctx.run_dir / "logs.jsonl")
     durations = stage_durations(events)
-    outcome, why = run_outcome(task_states, dq, last_errors(events))
+    missing = (ctx.provider.missing_landing_files(ctx.settings.data_dir, ctx.snapshot_date)
+               if task_states.get("wait_for_drop") == SKIPPED_STATE else None)
+    outcome, why = run_outcome(task_states, dq, last_errors(events), missing, ctx.provider.landing_timeout_minutes)
     lines = [f"# Run summary: {outcome}", "", f"**{why}**", "",
              f"- DAG: `{ctx.dag_id}`, run `{ctx.run_id}`",
              f"- provider `{ctx.provider.provider_id}`, pipeline `{ctx.pipeline.pipeline_id}`",

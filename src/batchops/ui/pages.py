@@ -24,7 +24,7 @@ DOWNLOADABLE = {"roc_curve.png", "score_histogram.png", "reliability.png", "drif
                 "predictions/predictions.csv",
                 "predictions/predictions.parquet", "dq_report.md", "dq_report.json", "plan.json", "metrics.json",
                 "run_summary.md", "logs.jsonl"}
-OUTCOME_CLASSES = {"COMPLETE": "complete", "BLOCKED": "blocked", "FAILED": "failed"}
+OUTCOME_CLASSES = {"COMPLETE": "complete", "BLOCKED": "blocked", "FAILED": "failed", "NO DROP": "nodrop"}
 PREDICTION_ROWS = 50
 LOG_EVENTS = 20
 
