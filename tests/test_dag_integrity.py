@@ -68,12 +68,16 @@ def test_broken_config_becomes_an_error_dag_and_the_rest_still_load(project, mon
     (project.config_dir / "provider_x.yaml").write_text("provider_id: provider_x\nentities: {}\nshedule: x\n")
     dagbag = dagbag_for(project.home, monkeypatch)
     assert dagbag.import_errors == {}
-    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 7  # 3 providers x 2 + 1
+    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 9  # 3 providers x 2 + 1 + 2
     from batchops.factory import error_dag_id
 
     error_dag = dagbag.dags[error_dag_id(str(project.config_dir / "provider_x.yaml"))]
     assert error_dag.dag_id.startswith("batchops_config_error__provider_x_")
     assert "shedule: unknown key" in error_dag.doc_md and "config-error" in error_dag.tags
+    for pipeline in ("propensity_model", "propensity_scoring"):  # the error on the DAG pages people open too
+        own = dagbag.dags[f"provider_x__{pipeline}"]
+        assert own.description.startswith("CONFIG ERROR in provider_x.yaml") and "shedule" in own.description
+        assert own.task_ids == ["config_error"]
 
 
 def test_parsing_is_fast_and_imports_nothing_heavy():

@@ -160,13 +160,14 @@ def error_dag_id(file: str) -> str:
     return f"batchops_config_error__{slug(Path(file).stem)}_{hashlib.sha256(name.encode()).hexdigest()[:6]}"
 
 
-def build_error_dag(file: str, issues: list[ConfigIssue]) -> DAG:
-    """A DAG that shows a broken config's errors in the UI and fails with them if triggered."""
+def build_error_dag(file: str, issues: list[ConfigIssue], dag_id: str | None = None) -> DAG:
+    """A DAG that shows a broken config's errors in the UI and fails with them if triggered; by default
+    named after the file, or under the id of a DAG the file would have made."""
     from airflow.providers.standard.operators.python import PythonOperator
 
     message = "\n".join(f"- {issue}" for issue in issues)
     dag = DAG(
-        dag_id=error_dag_id(file),
+        dag_id=dag_id or error_dag_id(file),
         description=f"CONFIG ERROR in {Path(file).name}: {issues[0].field}: {issues[0].reason}"[:250],
         schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
         tags=["batchops", "config-error"],
@@ -239,7 +240,48 @@ def build_dag_set(settings: Settings) -> DagSet:
         log.warning("BatchOps config error in %s: %s", file, "; ".join(str(i) for i in issues))
         dag = build_error_dag(file, issues)
         result.dags[dag.dag_id] = dag
+    for file, issues in result.broken_files.items():
+        # The error also on the pages people open: the broken provider's own DAG ids, when they are free.
+        for dag_id in expected_dag_ids(Path(file), settings, config_set):
+            if dag_id not in result.dags:
+                result.dags[dag_id] = build_error_dag(file, issues, dag_id=dag_id)
     return result
+
+
+def expected_dag_ids(file: Path, settings: Settings, config_set: ConfigSet) -> list[str]:
+    """The DAG ids a broken provider file would have made: its provider_id (or the file name) with its
+    pipelines (or the defaults', or every pipeline). [] for files that are not provider configs."""
+    import re
+
+    from batchops.config import DEFAULTS_FILE_NAME, IDENTIFIER_PATTERN
+    from batchops.yaml_loader import read_yaml_file
+
+    if file.parent != settings.config_dir or file.name == DEFAULTS_FILE_NAME:
+        return []
+
+    def readable(path: Path | None) -> dict[str, Any]:
+        try:
+            data = read_yaml_file(path) if path and path.is_file() else {}
+        except Exception:  # noqa: BLE001 - a file too broken to read still has a name
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def identifier(value: Any) -> bool:
+        return isinstance(value, str) and re.fullmatch(IDENTIFIER_PATTERN, value) is not None and "__" not in value
+
+    data = readable(file)
+    provider_id = data.get("provider_id") if identifier(data.get("provider_id")) else slug(file.stem)
+    if not identifier(provider_id):
+        return []
+    for source in (data, readable(config_set.defaults_file)):
+        pipelines = source.get("pipelines")
+        names = list(pipelines) if isinstance(pipelines, (list, dict)) else []
+        names = [name for name in names if identifier(name)]
+        if names:
+            break
+    else:
+        names = sorted(config_set.pipelines)
+    return [f"{provider_id}__{name}" for name in names]
 
 
 def build_dags(settings: Settings) -> dict[str, DAG]:
