@@ -21,8 +21,9 @@ PAYLOADS = [
     "{{ 7*7 }}{% raw %}",
 ]
 # What our templates emit; anything else came from the input.
-OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h2", "h3", "p", "code", "div", "b", "table", "tr", "th",
-            "td", "span", "img", "a", "pre", "ul", "li"}
+OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "div", "b", "table", "tr",
+            "th", "td", "span", "img", "a", "pre", "ul", "li", "details", "summary", "strong", "em", "thead", "br",
+            "tbody"}
 
 
 class Markup(HTMLParser):
@@ -45,8 +46,9 @@ def assert_inert(page: str, payload: str) -> None:
             if attributes.get(name) is not None:
                 assert attributes[name].startswith("/batchops/"), attributes[name]
         if "class" in attributes:
-            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop", "pass",
-                                                        "fail", "refused"}, attributes["class"]
+            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop",
+                                                        "pass", "fail", "refused", "warn", "passing", "log",
+                                                        "summary"}, attributes["class"]
     assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
 
 

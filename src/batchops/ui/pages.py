@@ -79,11 +79,11 @@ def _dq(folder: Path) -> dict[str, Any] | None:
     report = safe_files.read_json(folder, "dq_report.json")
     if report is None:
         return None
-    checks = sorted(report["checks"], key=lambda check: bool(check["passed"]))
-    return {"verdict": "PASSED" if report["passed"] is True else "FAILED", "checks": [
-        {"passed": check["passed"] is True, "entity": check["entity"], "column": check.get("column") or "",
-         "check": check["check"], "observed": check.get("observed"), "threshold": check.get("threshold"),
-         "detail": check.get("detail", "")} for check in checks]}
+    checks = [{"passed": check["passed"] is True, "entity": check["entity"], "column": check.get("column") or "",
+               "check": check["check"], "observed": check.get("observed"), "threshold": check.get("threshold"),
+               "detail": check.get("detail", "")} for check in report["checks"]]
+    return {"verdict": "PASSED" if report["passed"] is True else "FAILED",
+            "failing": [c for c in checks if not c["passed"]], "passing": [c for c in checks if c["passed"]]}
 
 
 FIGURE_MEANING = {
@@ -155,6 +155,9 @@ def _predictions(folder: Path) -> dict[str, Any] | None:
     import csv
 
     header, *rows = list(csv.reader(lines))
+    if "score" in header:  # four decimals are what a person compares; the file keeps every digit
+        at = header.index("score")
+        rows = [[number(cell) if i == at else cell for i, cell in enumerate(row)] for row in rows]
     return {"header": header, "rows": rows}
 
 
@@ -167,12 +170,46 @@ def _plan(folder: Path) -> dict[str, Any] | None:
             "files": [(role, str(entry.get("sha256") or "")[:16]) for role, entry in plan.get("files", {}).items()]}
 
 
-def _log_tail(folder: Path) -> list[str]:
+LOG_LEVELS = {"all": 0, "warning": 30, "error": 40}
+LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+LEVEL_CLASSES = {"WARNING": "warn", "ERROR": "fail", "CRITICAL": "fail"}
+
+
+def _log_tail(folder: Path, level: str = "all") -> list[dict[str, Any]]:
+    """The run's last events at or above `level`, as table rows: time, level, stage, event, the rest."""
+    floor = LOG_LEVELS.get(level, 0)
     events = parse_events(safe_files.read_tail_lines(folder, "logs.jsonl") or [])
-    return [json.dumps(event) for event in events[-LOG_EVENTS:]]
+    rows = []
+    for event in events:
+        name = str(event.get("level", "INFO")).upper()
+        if LEVEL_NUMBERS.get(name, 20) < floor:
+            continue
+        details = {k: v for k, v in event.items() if k not in ("ts", "level", "stage", "event", "host", "pid")}
+        rows.append({"time": str(event.get("ts", ""))[11:19], "level": name, "level_class": LEVEL_CLASSES.get(name, ""),
+                     "stage": event.get("stage", ""), "event": event.get("event", ""),
+                     "details": "; ".join(f"{k}={json.dumps(v, default=str)[:300]}" for k, v in details.items())})
+    return rows[-LOG_EVENTS:]
 
 
-def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[str], list] | None = None) -> str:
+def summary_html(dag_id: str, run_id: str, summary: str) -> str:
+    """run_summary.md as HTML: raw HTML in it is escaped, links to the run's files point at the file route,
+    other links and the images (shown above already) become plain text."""
+    import re
+
+    from markdown_it import MarkdownIt
+
+    def link(match: re.Match) -> str:
+        text, target = match.group(2), match.group(3)
+        if match.group(1):
+            return ""
+        return f"[{text}]({file_url(dag_id, run_id, target)})" if target in DOWNLOADABLE else text
+
+    text = re.sub(r"(!?)\[([^\]]*)\]\(([^)\s]*)\)", link, summary)
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[str], list] | None = None,
+                    level: str = "all") -> str:
     """The run tab: outcome first, then DQ, the model card (with the champion history from `history(model_id)`),
     drift, plots, predictions, plan, log tail, summary."""
     refusals: list[str] = []
@@ -194,7 +231,10 @@ def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[s
         images=[(name, file_url(dag_id, run_id, name)) for name in images],
         predictions=_section(refusals, lambda: _predictions(folder)),
         predictions_url=file_url(dag_id, run_id, "predictions/predictions.csv"),
-        plan=_section(refusals, lambda: _plan(folder)), events=_section(refusals, lambda: _log_tail(folder)) or [],
+        plan=_section(refusals, lambda: _plan(folder)),
+        events=_section(refusals, lambda: _log_tail(folder, level)) or [], level=level if level in LOG_LEVELS else "all",
+        level_urls={name: f"{run_url(dag_id, run_id)}?level={name}" for name in LOG_LEVELS},
+        summary_html=_section(refusals, lambda: summary_html(dag_id, run_id, summary)) if summary else None,
         refusals=refusals)
 
 
@@ -211,7 +251,12 @@ def render_overview(rows: list[dict[str, Any]], config_errors: list[str],
     shown = []
     for row in rows:
         shown.append({**row, "last_url": run_url(row["dag_id"], row["run_id"]) if row.get("run_id") else None,
-                      "earlier": [(run_id, run_url(row["dag_id"], run_id)) for run_id in row.get("earlier_runs", [])],
+                      "earlier": [(run_id, run_url(row["dag_id"], run_id), OUTCOME_CLASSES.get(outcome, "unknown"),
+                                   outcome)
+                                  for run_id, outcome in zip(row.get("earlier_runs", []),
+                                                             row.get("earlier_outcomes", [])
+                                                             or ["unknown"] * len(row.get("earlier_runs", [])),
+                                                             strict=False)],
                       "outcome_class": OUTCOME_CLASSES.get(row.get("outcome", ""), "unknown")})
     return render("overview.html", rows=shown, config_errors=config_errors, cards=cards or [])
 

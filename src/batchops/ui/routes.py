@@ -9,7 +9,7 @@ import mimetypes
 import os
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -90,6 +90,13 @@ def run_folders(dag_folder: Path) -> list[Path]:
     return [Path(entry.path) for entry in sorted(folders, key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)]
 
 
+def _outcome_or_unknown(folder: Path) -> str:
+    try:
+        return outcome_of(safe_files.read_text(folder, "run_summary.md"))[0]
+    except UnsafeArtifactError:
+        return "unknown"
+
+
 def latest_run_cells(dag_folder: Path) -> dict[str, Any]:
     """Last run, its outcome, snapshot, DQ verdict, rows scored, and the earlier runs' ids."""
     runs = []
@@ -104,7 +111,8 @@ def latest_run_cells(dag_folder: Path) -> dict[str, Any]:
         return {}
     latest, plan = runs[-1]
     cells: dict[str, Any] = {"run_id": str(plan["run_id"]), "snapshot_date": plan.get("snapshot_date", "-"),
-                             "earlier_runs": [str(p["run_id"]) for _, p in runs[-EARLIER_RUNS - 1:-1][::-1]]}
+                             "earlier_runs": [str(p["run_id"]) for _, p in runs[-EARLIER_RUNS - 1:-1][::-1]],
+                             "earlier_outcomes": [_outcome_or_unknown(f) for f, _ in runs[-EARLIER_RUNS - 1:-1][::-1]]}
     try:
         outcome = outcome_of(safe_files.read_text(latest, "run_summary.md"))[0]
         cells["outcome"] = "running" if outcome == "RUNNING" else outcome
@@ -225,7 +233,7 @@ def create_app() -> FastAPI:
         return render_overview(rows, errors, model_cards(settings))
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[read_dag])
-    def run_page(dag_id: str, run_id: str) -> str:
+    def run_page(dag_id: str, run_id: str, level: Literal["all", "warning", "error"] = "all") -> str:
         if "__" not in dag_id:
             return render_not_batchops(dag_id)
         folder = _run_folder(dag_id, run_id)
@@ -237,7 +245,7 @@ def create_app() -> FastAPI:
         except (FileNotFoundError, UnsafeArtifactError) as exc:
             raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}") from exc
         settings = _settings()
-        return render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id))
+        return render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id), level)
 
     @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
     def run_file(dag_id: str, run_id: str, name: str) -> StreamingResponse:
