@@ -19,3 +19,17 @@ echo
 sed -n '1,3p' "$RUN_DIR/run_summary.md"
 echo "Artifacts: $RUN_DIR"
 ls "$RUN_DIR"
+NEXT_DATE=$(date -d "$SNAPSHOT_DATE + 7 days" +%F)
+cat <<NEXT
+
+Next:
+  - read the run: $RUN_DIR/run_summary.md (and dq_report.md, metrics.json, predictions/)
+  - score a later snapshot with the approved model:
+      source scripts/airflow_env.sh
+      python scripts/generate_data.py --provider $PROVIDER --snapshot-date $NEXT_DATE --seed 8
+      airflow dags test ${PROVIDER}__propensity_scoring $NEXT_DATE --conf '{"snapshot_date": "$NEXT_DATE"}'
+  - open the UI: bash scripts/run_local_stack.sh, then http://localhost:${AIRFLOW_PORT:-8080}
+    (user admin, password in airflow_home/simple_auth_manager_passwords.json.generated),
+    trigger a DAG with a Snapshot date and open the run's BatchOps tab
+  - onboard your own provider: docs/configs.md
+NEXT

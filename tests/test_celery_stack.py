@@ -102,6 +102,25 @@ def test_schedule_creates_and_completes_a_run_by_itself(stack):
     assert plan["snapshot_date_source"] == "data_interval_end of the scheduled run"
 
 
+def test_backfill_scores_the_drops_of_its_dates(stack):
+    """docs/operate.md's backfill: drops for its dates, the DAG unpaused, a model approved before them
+    (test_rest_trigger_runs_provider_b trained it)."""
+    dag_id = "provider_b__propensity_scoring"
+    for day, seed in ((date(2026, 2, 2), 11), (date(2026, 2, 3), 12)):
+        make_drop(stack.settings, "provider_b", day, customers=300, seed=seed)
+    unpause(stack, dag_id)
+    stack.cli("backfill", "create", "--dag-id", dag_id, "--from-date", "2026-02-02", "--to-date", "2026-02-03")
+    def backfill_runs():
+        runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=backfill")["dag_runs"]
+        return runs if len(runs) == 2 else None
+    runs = stack.wait_for(backfill_runs, 120, "two backfill runs", interval=2)
+    for run in runs:
+        assert stack.wait_for_run(dag_id, run["dag_run_id"]) == "success", stack.logs()
+    for day in ("2026-02-02", "2026-02-03"):
+        assert warehouse_count(stack, "provider_b", "SELECT count(*) FROM predictions WHERE snapshot_date = ?",
+                               [day]) == (300,)
+
+
 def test_a_scheduled_run_whose_drop_never_comes_ends_no_drop_not_failed(stack):
     dag_id = "provider_c__propensity_scoring"
     unpause(stack, dag_id)

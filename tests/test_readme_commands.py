@@ -1,4 +1,4 @@
-"""README command blocks marked `<!-- tested: NAME -->` run as written, in a fresh copy of the repository
+"""Command blocks of README.md and docs/ marked `<!-- tested: NAME -->` run as written, in a fresh copy of the repository
 (tracked files only, the same .venv), so a newcomer's first commands cannot silently rot."""
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ pytestmark = pytest.mark.e2e
 
 
 def readme_block(name: str) -> str:
-    text = (REPO / "README.md").read_text()
-    match = re.search(rf"<!-- tested: {name} -->\n```bash\n(.*?)\n```", text, re.S)
-    assert match, f"README has no block marked tested: {name}"
-    return match.group(1)
+    """The block marked `<!-- tested: NAME -->` in README.md or a page of docs/."""
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        match = re.search(rf"<!-- tested: {name} -->\n```bash\n(.*?)\n```", page.read_text(), re.S)
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no page has a block marked tested: {name}")
 
 
 @pytest.fixture

@@ -24,6 +24,11 @@ def describe_stages(ctx: RunContext) -> list[dict[str, Any]]:
     landing = {name: str(ctx.landing_dir / spec.file) for name, spec in provider.entities.items()}
     described: dict[str, dict[str, Any]] = {
         "plan": {"outputs": ["plan.json"]},
+        "wait_for_drop": {"inputs": landing | ({"ready_marker": str(ctx.landing_dir / provider.ready_marker)}
+                                               if provider.ready_marker else {}),
+                          "guardrails": {"scheduled runs wait up to minutes": provider.landing_timeout_minutes,
+                                         "poke every seconds": provider.landing_poke_seconds,
+                                         "manual runs": "do not wait"}},
         "ingest": {"inputs": landing, "outputs": [f"staging/{e}.parquet" for e in entities] + ["ingest_report.json"]},
         "validate": {"inputs": [f"staging/{e}.parquet" for e in entities],
                      "outputs": ["dq_report.json", "dq_report.md"],
@@ -34,13 +39,15 @@ def describe_stages(ctx: RunContext) -> list[dict[str, Any]]:
         "build_features": {"inputs": ["warehouse: customers, transactions"],
                            "outputs": ["warehouse: features, labels"],
                            "sql": pipeline.features.sql if pipeline.features else []},
-        "train": {"inputs": ["warehouse: features, labels"], "outputs": ["metrics.json", "model/"],
+        "train": {"inputs": ["warehouse: features, labels"],
+                  "outputs": ["metrics.json", "model/", "roc_curve.png", "reliability.png"],
                   "guardrails": pipeline.guardrails.model_dump(), "label": pipeline.label.model_dump()},
         "wait_for_model": {"inputs": [f"approved model of {provider.provider_id}/{pipeline.model_pipeline}"],
                            "guardrails": pipeline.wait_for_model.model_dump()},
-        "score": {"inputs": ["warehouse: features", "approved model"],
-                  "outputs": ["predictions/predictions.parquet", "predictions/predictions.csv",
-                              "warehouse: predictions"]},
+        "score": {"inputs": ["warehouse: features", "approved model", "the model's training profile"],
+                  "outputs": ["drift_report.json", "drift.png", "predictions/predictions.parquet",
+                              "predictions/predictions.csv", "warehouse: predictions"],
+                  "guardrails": {"drift": pipeline.guardrails.drift.model_dump()}},
         "summarize": {"outputs": ["run_summary.md"]},
     }
     return [{"stage": stage, **described[stage]} for stage in pipeline.stages]
