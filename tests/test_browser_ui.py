@@ -91,6 +91,25 @@ def test_trigger_with_date_field_then_clear_the_failed_task_in_the_ui(stack, pag
             shutil.copy(shots / name, REPO / "docs" / f"ui_{name}")
 
 
+def no_horizontal_scroll(page) -> bool:
+    """The BatchOps document inside Airflow's iframe is no wider than the iframe."""
+    frame = next(f for f in page.frames if "/batchops/" in f.url)
+    return frame.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+
+
+def no_drop_run(stack, dag_id: str) -> None:
+    """The run folder a scheduled run leaves when its drop never came (what summarize writes)."""
+    from batchops.stages.summarize import run_outcome
+
+    run_id = "scheduled__2026-02-05T00:00:00+00:00"
+    folder = stack.settings.runs_dir / dag_id / "scheduled__2026-02-05T00_00_00_00_00"
+    folder.mkdir(parents=True)
+    outcome, why = run_outcome({"plan": "success", "wait_for_drop": "skipped", "ingest": "skipped"}, None, {},
+                               [str(stack.settings.data_dir / "provider_b" / "2026-02-05" / "customers.csv")], 720)
+    (folder / "plan.json").write_text(json.dumps({"run_id": run_id, "snapshot_date": "2026-02-05"}))
+    (folder / "run_summary.md").write_text(f"# Run summary: {outcome}\n\n**{why}**\n")
+
+
 def test_batchops_tab_and_page_show_the_run_in_the_ui(stack, page, shots):
     runs = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?state=success")["dag_runs"]
     assert runs, "the trigger test runs first and leaves a successful run"
@@ -101,15 +120,28 @@ def test_batchops_tab_and_page_show_the_run_in_the_ui(stack, page, shots):
     frame.get_by_text("Data quality: PASSED").wait_for(timeout=30_000)
     assert frame.get_by_text("ROC-AUC").count() >= 1
     assert frame.locator("img[alt='roc_curve.png']").count() == 1
+    # At a glance: the outcome, then the model card; the passing DQ checks collapsed, their count shown.
+    assert frame.locator(".banner.complete").count() == 1 and frame.get_by_text("Model card").count() == 1
+    passing = frame.locator("details.passing")
+    assert passing.count() == 1 and passing.evaluate("element => element.open") is False
+    assert re.search(r"\d+ passing checks", passing.locator("summary").inner_text())
+    assert frame.locator("table.log").count() == 1  # logs.jsonl as a table
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert no_horizontal_scroll(page), "the run tab scrolls sideways at 1280 px"
     page.screenshot(path=str(shots / "batchops_run_tab.png"), full_page=True)
     quoted_run = run_id.replace(":", "%3A").replace("+", "%2B")
     links = stack.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{quoted_run}/taskInstances/score/links")
     assert f"/batchops/runs/{DAG_ID}/" in json.dumps(links)  # the extra link on the task points at the tab
+    no_drop_run(stack, "provider_b__propensity_scoring")
     page.goto(f"{stack.url}/")
     page.get_by_role("link", name="BatchOps").first.click()  # the page in the navigation bar
     nav_frame = page.frame_locator("iframe").first
     for provider in ("provider_a", "provider_b", "provider_c"):
         nav_frame.get_by_text(f"{provider}__propensity_model").first.wait_for(timeout=30_000)
+    nav_frame.locator("td.nodrop").first.wait_for(timeout=30_000)  # the NO DROP state, in its own colour
+    assert nav_frame.locator("td.nodrop").first.inner_text().strip() == "NO DROP"
+    assert nav_frame.get_by_text("Champion history").count() >= 1  # the model card of provider_a
+    assert no_horizontal_scroll(page), "the BatchOps page scrolls sideways at 1280 px"
     page.screenshot(path=str(shots / "batchops_page.png"), full_page=True)
     if os.environ.get("BATCHOPS_UPDATE_DOCS") == "1":
         for name in ("batchops_run_tab.png", "batchops_page.png"):

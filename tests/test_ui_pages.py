@@ -48,7 +48,7 @@ def assert_inert(page: str, payload: str) -> None:
         if "class" in attributes:
             assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop",
                                                         "pass", "fail", "refused", "warn", "passing", "log",
-                                                        "summary"}, attributes["class"]
+                                                        "summary", "providers", "id"}, attributes["class"]
     assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
 
 

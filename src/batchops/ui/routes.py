@@ -22,6 +22,7 @@ from batchops.ui import safe_files
 from batchops.ui.pages import (
     DOWNLOADABLE,
     file_url,
+    number,
     outcome_of,
     render_not_batchops,
     render_overview,
@@ -158,9 +159,10 @@ def champion_history(settings: Settings, model_id: str | None) -> list[dict[str,
         return []
     quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
     try:
-        return model_history(quick, parts[0], parts[1])
+        history = model_history(quick, parts[0], parts[1])
     except Exception:  # noqa: BLE001 - the card shows without its history when the registry is busy or damaged
         return []
+    return [{**row, "roc_auc": number(row["roc_auc"])} for row in history]
 
 
 def latest_with(dag_folders: list[Path], name: str) -> tuple[Path, Any] | None:
@@ -200,7 +202,8 @@ def model_cards(settings: Settings) -> list[dict[str, Any]]:
         if "train" not in pipeline.stages:
             continue
         dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
-        card: dict[str, Any] = {"dag_id": dag_id}
+        card: dict[str, Any] = {"dag_id": dag_id, "refused": None, "model": None, "drift": None, "drift_run": None,
+                                "champions": []}
         try:
             trained = latest_with([settings.runs_dir / dag_id], "metrics.json")
             card["model"] = model_card(trained[1]) if trained else None
