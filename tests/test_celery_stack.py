@@ -114,9 +114,13 @@ def test_backfill_scores_the_drops_of_its_dates(stack):
         runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=backfill")["dag_runs"]
         return runs if len(runs) == 2 else None
     runs = stack.wait_for(backfill_runs, 120, "two backfill runs", interval=2)
+    snapshots = []
     for run in runs:
         assert stack.wait_for_run(dag_id, run["dag_run_id"]) == "success", stack.logs()
-    for day in ("2026-02-02", "2026-02-03"):
+        plan = json.loads((run_dir_for(stack.settings.runs_dir, dag_id, run["dag_run_id"]) / "plan.json").read_text())
+        snapshots.append(plan["snapshot_date"])
+    assert sorted(snapshots) == ["2026-02-02", "2026-02-03"], snapshots  # the snapshot is the logical date
+    for day in snapshots:
         assert warehouse_count(stack, "provider_b", "SELECT count(*) FROM predictions WHERE snapshot_date = ?",
                                [day]) == (300,)
 
