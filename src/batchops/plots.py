@@ -16,6 +16,17 @@ def _figure():
     return plt, plt.figure(figsize=(5, 4), dpi=100)
 
 
+def _save(plt, figure, axes, target: Path, legend: str | None = None) -> Path:
+    """Small title, optional legend, tight layout, written atomically; the figure is closed."""
+    axes.title.set_fontsize(8)
+    if legend:
+        axes.legend(loc=legend, fontsize=7)
+    figure.tight_layout()
+    write_with(target, lambda temp: figure.savefig(temp, format="png"))
+    plt.close(figure)
+    return target
+
+
 def plot_roc_curve(labels, scores, target: Path, title: str) -> Path:
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -56,12 +67,7 @@ def plot_reliability(curve: list[dict], target: Path, title: str) -> Path:
     axes.plot(predicted, observed, marker="o", color="#3b6ea5", label="model (score deciles)")
     axes.set(xlabel="mean predicted probability", ylabel="observed rate", xlim=(0, top), ylim=(0, top),
              title=f"reliability, {title}"[:60])
-    axes.title.set_fontsize(8)
-    axes.legend(loc="upper left", fontsize=7)
-    figure.tight_layout()
-    write_with(target, lambda temp: figure.savefig(temp, format="png"))
-    plt.close(figure)
-    return target
+    return _save(plt, figure, axes, target, legend="upper left")
 
 
 def plot_drift(report: dict, target: Path) -> Path:
@@ -76,9 +82,4 @@ def plot_drift(report: dict, target: Path) -> Path:
     axes.axvline(report["max_psi"], color="grey", linestyle="--", linewidth=1, label=f"max_psi {report['max_psi']}")
     axes.set(xlabel="population stability index", title=f"drift: {report['verdict']}"[:60])
     axes.tick_params(axis="y", labelsize=7)
-    axes.title.set_fontsize(8)
-    axes.legend(loc="lower right", fontsize=7)
-    figure.tight_layout()
-    write_with(target, lambda temp: figure.savefig(temp, format="png"))
-    plt.close(figure)
-    return target
+    return _save(plt, figure, axes, target, legend="lower right")
