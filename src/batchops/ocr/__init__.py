@@ -460,9 +460,10 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
                  max_invalid: float = 0.01, workers: int | None = None, strict_pages: bool = True,
                  progress: Callable[[int], None] = lambda pages: None) -> OcrResult:
     """Read a table PDF. Raises OcrError when the PDF is unreadable or has no table header, and
-    OcrErrorWithReport when a required column is missing, when a page has text but no rows (unless
-    strict_pages is False: the report's pages_without_rows then says which), or when more than
-    max_invalid of the cells fail validation."""
+    OcrErrorWithReport when a required column is missing, when a page has text but no rows or a gap in
+    its row spacing (unless strict_pages is False: the report's pages_without_rows and row_gaps then say
+    which, for the DQ gate), or when more than max_invalid of the cells fail validation. `progress` is
+    called with the number of pages read as they finish."""
     if not pdf.is_file():
         raise OcrError(f"{pdf} does not exist")
     binaries = locate_binaries(lang)
