@@ -155,6 +155,17 @@ def test_training_reports_forward_and_holdout_figures(trained):
     assert (ctx.run_dir / "model" / "training_profile.json").exists()
 
 
+def test_a_champion_that_saw_the_window_is_compared_on_the_holdout(trained):
+    """Retraining the same snapshot: the champion's training covered the out-of-time window, so the two
+    production models meet on the customer holdout instead (found by the duplicate-execution test)."""
+    project, ctx = trained
+    again = type(ctx)(ctx.dag_id, "manual__again", ctx.provider, ctx.pipeline, ctx.snapshot_date, project)
+    assert train(again)["status"] == "approved"
+    champion = json.loads((again.run_dir / "metrics.json").read_text())["promotion"]["champion"]
+    assert champion["window"] == "holdout" and "has seen its outcomes" in champion["note"]
+    assert champion["roc_auc_on_window"] == pytest.approx(champion["challenger_roc_auc"])
+
+
 def test_a_drifted_scoring_snapshot_is_blocked_and_publishes_nothing(trained, bad_input):
     project, _ = trained
     ctx = _scoring_run(project, SNAPSHOT + timedelta(days=7), "manual__drifted", amount_factor=6.0, action="block")

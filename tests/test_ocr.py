@@ -302,6 +302,16 @@ def test_a_value_that_starts_a_character_late_is_doubtful():
     assert list(edge_outliers(cells)) == [3]
 
 
+def test_a_rule_under_the_header_read_as_glyphs_is_not_a_row():
+    from batchops.ocr.layout import split_header_marks
+
+    header = [_word("txn_ref", 40, 70, 77), _word("amount", 290, 320, 78)]
+    underline = [_word("Ne", 38, 50, 84, 20), _word("EO", 294, 305, 83, 23)]  # the header's rule line
+    first_row = [_word("T000000046", 41, 90, 96), _word("22.83", 293, 318, 98)]
+    kept, marks = split_header_marks(header, [underline, first_row])
+    assert kept == [first_row] and marks == ["Ne EO"]
+
+
 def test_a_row_pitch_gap_is_reported():
     assert row_gaps([100, 115, 130, 160, 175]) and not row_gaps([100, 115, 130, 145, 160])
 

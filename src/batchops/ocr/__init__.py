@@ -43,6 +43,7 @@ from batchops.ocr.layout import (
     gutters,
     has_content,
     is_footer,
+    split_header_marks,
 )
 from batchops.ocr.pages import (
     LOW_RES_DPI,
@@ -232,10 +233,12 @@ def assemble(pdf: Path, pages: list[PageWords], rules: list[ColumnRule]) -> tupl
                     f"{pdf}: page {page.page}'s header lacks the required column(s) {missing}; searched for "
                     f"{headers} and found {[c.text for c in cells]}; is this the right document and --provider/"
                     "--entity?", {"passed": False, "input": str(pdf)})
-            below = [line for line in lines[index + 1:] if has_content(line) and not is_footer(line)]
+            after, header_marks = split_header_marks(lines[index], lines[index + 1:])
+            below = [line for line in after if has_content(line) and not is_footer(line)]
             layout = build_layout(cells, below)
             found_header_cells = found_header_cells or cells
-            table = assign_rows(lines[index + 1:], layout, headers)
+            table = assign_rows(after, layout, headers)
+            table.skipped_lines[:0] = [f"with the header: {text}" for text in header_marks]
             header_state = "found"
         elif layout is not None and content:
             here = data_left(content)

@@ -232,6 +232,21 @@ def has_content(line: list[Word], min_confidence: float = 30.0) -> bool:
     return any(sum(c.isalnum() for c in w.text) >= 2 and w.confidence >= min_confidence for w in line)
 
 
+def split_header_marks(header: list[Word], lines: list[list[Word]]) -> tuple[list[list[Word]], list[str]]:
+    """(lines below the header, texts of lines that belong to the header): a line whose middle is less than
+    a header line's height below the header's middle is its underline or a rule Tesseract read as glyphs
+    ('Ne EO Ee'), not a row."""
+    height = statistics.median(w.height for w in header)
+    middle = statistics.median((w.top + w.bottom) / 2 for w in header)
+    kept, marks = [], []
+    for line in lines:
+        if statistics.median((w.top + w.bottom) / 2 for w in line) - middle < 0.9 * height:
+            marks.append(" ".join(w.text for w in line))
+        else:
+            kept.append(line)
+    return kept, marks
+
+
 def _legible(word: Word) -> bool:
     return any(c.isalnum() for c in word.text)
 

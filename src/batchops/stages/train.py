@@ -128,7 +128,8 @@ def out_of_time_backtest(frame, chosen, settings, horizon_days: int):
 def decide_promotion(metrics: dict[str, Any], guardrails: Guardrails, champion: dict[str, Any] | None,
                      window: str = "holdout") -> tuple[str, str]:
     """('approved' | 'rejected', why) from the thresholds on metrics["roc_auc"] (the figure measured on
-    `window`) and the champion's AUC on the same rows (champion["roc_auc_on_window"])."""
+    `window`) and the champion's AUC (champion["roc_auc_on_window"]) against the challenger's on the same
+    rows (champion["challenger_roc_auc"], else metrics["roc_auc"]; champion["window"] names those rows)."""
     reasons = []
     if not metrics["roc_auc"] >= guardrails.min_roc_auc:
         reasons.append(f"{window} roc_auc {metrics['roc_auc']:.4f} is below min_roc_auc {guardrails.min_roc_auc}")
@@ -136,29 +137,47 @@ def decide_promotion(metrics: dict[str, Any], guardrails: Guardrails, champion: 
         reasons.append(f"n_train {metrics['n_train']} is below min_train_rows {guardrails.min_train_rows}")
     if champion and champion.get("roc_auc_on_window") is not None:
         floor = champion["roc_auc_on_window"] - guardrails.max_auc_drop
-        if metrics["roc_auc"] < floor:
-            reasons.append(f"{window} roc_auc {metrics['roc_auc']:.4f} is more than {guardrails.max_auc_drop} below "
+        challenger = champion.get("challenger_roc_auc", metrics["roc_auc"])
+        compared_on = champion.get("window", window)
+        if challenger < floor:
+            reasons.append(f"{compared_on} roc_auc {challenger:.4f} is more than {guardrails.max_auc_drop} below "
                            f"champion {champion['model_id']} ({champion['roc_auc_on_window']:.4f} on the same rows)")
     if reasons:
         return "rejected", "; ".join(reasons)
-    against = (f"; champion {champion['model_id']} scored {champion['roc_auc_on_window']:.4f} on the same rows"
-               if champion and champion.get("roc_auc_on_window") is not None else "; no champion to compare with")
+    against = (f"; champion {champion['model_id']} scored {champion['roc_auc_on_window']:.4f} on the same "
+               f"{champion.get('window', window)} rows" if champion and champion.get("roc_auc_on_window") is not None
+               else "; no champion to compare with")
     return "approved", (f"{window} roc_auc {metrics['roc_auc']:.4f} passed min_roc_auc {guardrails.min_roc_auc} "
                         f"and min_train_rows {guardrails.min_train_rows}{against}")
 
 
-def _champion_on(ctx: RunContext, rows, features: list[str], window: str) -> dict[str, Any] | None:
+def _champion_on(ctx: RunContext, features: list[str], forward: dict[str, Any], window_rows, holdout,
+                 holdout_auc: float) -> dict[str, Any] | None:
+    """The champion scored on the rows the challenger is compared on: the out-of-time window when the
+    champion was trained on or before that window began (it has not seen its outcomes, and neither has the
+    backtest model), else the customer holdout, where the two production models meet."""
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         champion = latest_approved(warehouse, ctx.settings, ctx.pipeline.model_pipeline, ctx.snapshot_date)
     if champion is None:
         return None
     described: dict[str, Any] = {"model_id": champion.model_id, "registered_roc_auc": champion.roc_auc,
-                                 "training_snapshot": str(champion.training_snapshot), "window": window}
+                                 "training_snapshot": str(champion.training_snapshot)}
     if champion.features != features:
         described["note"] = "champion uses other features; compared on thresholds only"
         return described
+    unseen = forward.get("available") and str(champion.training_snapshot) <= forward["scored_window"]
+    if ctx.pipeline.guardrails.promote_on == "out_of_time" and unseen:
+        rows, challenger = window_rows, forward["roc_auc"]
+        described["window"] = "out_of_time"
+    else:
+        rows, challenger = holdout, holdout_auc
+        described["window"] = "holdout"
+        if forward.get("available"):
+            described["note"] = ("the champion was trained after the out-of-time window began and has seen its "
+                                 "outcomes: the two production models are compared on the customer holdout")
     model = load_verified_model(ctx.settings, ctx.provider.provider_id, champion)
     described["roc_auc_on_window"] = evaluate(model, rows, features)["roc_auc"]
+    described["challenger_roc_auc"] = challenger
     return described
 
 
@@ -224,8 +243,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
         "holdout_reliability": reliability_curve(holdout["label"].to_numpy(), holdout_scores),
         "coefficients": standardized_coefficients(model),
     })
-    judged_rows = window_rows if window == "out_of_time" else holdout
-    champion = _champion_on(ctx, judged_rows, features, window)
+    champion = _champion_on(ctx, features, forward, window_rows, holdout, metrics["roc_auc"])
     status, reason = decide_promotion(promotion_figures, guardrails, champion, window)
     if guardrails.promote_on == "out_of_time" and window == "holdout":
         reason += f" (no out-of-time window: {forward['reason']})"
