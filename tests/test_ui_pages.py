@@ -48,7 +48,7 @@ def assert_inert(page: str, payload: str) -> None:
         if "class" in attributes:
             assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop",
                                                         "pass", "fail", "refused", "warn", "passing", "log",
-                                                        "summary", "providers", "id"}, attributes["class"]
+                                                        "summary", "providers", "id", "predictions"}, attributes["class"]
     assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
 
 
@@ -120,3 +120,13 @@ def test_the_check_catches_an_unescaped_page():
     """The assertion above must be able to fail: raw interpolation is caught."""
     with pytest.raises(AssertionError):
         assert_inert(f'<div class="banner {PAYLOADS[0]}"></div>', PAYLOADS[0])
+
+
+def test_scores_are_rounded_on_the_page_and_kept_whole_in_the_file(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "predictions").mkdir()
+    (folder / "predictions" / "predictions.csv").write_text(
+        "customer_id,score,snapshot_date,model_id\nC0000001,0.05243085915409567,2026-02-01,m\n")
+    page = render_run_page("provider_a__propensity_model", "manual__x", folder)
+    assert "<td>0.0524</td>" in page and "0.05243085915409567" not in page

@@ -157,8 +157,15 @@ def _predictions(folder: Path) -> dict[str, Any] | None:
     header, *rows = list(csv.reader(lines))
     if "score" in header:  # four decimals are what a person compares; the file keeps every digit
         at = header.index("score")
-        rows = [[number(cell) if i == at else cell for i, cell in enumerate(row)] for row in rows]
+        rows = [[_rounded(cell) if i == at else cell for i, cell in enumerate(row)] for row in rows]
     return {"header": header, "rows": rows}
+
+
+def _rounded(cell: str) -> str:
+    try:
+        return f"{float(cell):.4f}"
+    except ValueError:
+        return cell
 
 
 def _plan(folder: Path) -> dict[str, Any] | None:
