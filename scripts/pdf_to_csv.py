@@ -69,18 +69,6 @@ def schema_rules(provider_id: str, entity: str, settings: Settings):
     return rules_from_entity(provider.entities[entity])
 
 
-def pages_to_read(pdf: Path, pages: list[int] | None) -> int:
-    """For the progress bar only: the page count, or 0 when the PDF cannot tell (the OCR says why)."""
-    if pages:
-        return len(pages)
-    try:
-        from pdf2image import pdfinfo_from_path
-
-        return int(pdfinfo_from_path(str(pdf))["Pages"])
-    except Exception:  # noqa: BLE001 - pdf_to_table reports an unreadable PDF properly
-        return 0
-
-
 def table_csv(columns: list[str], rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -114,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         if provider is None and not args.no_schema and args.input.resolve() == DEFAULT_INPUT.resolve():
             provider, entity = SAMPLE_SCHEMA  # the sample is provider_c's transactions statement
         rules = None if provider is None else schema_rules(provider, entity, settings)
-        with Steps(f"reading {args.input.name}", pages_to_read(args.input, args.pages)) as bar:
+        with Steps(f"reading {args.input.name}", 0) as bar:
             result = pdf_to_table(args.input, rules=rules, dpi=args.dpi, lang=args.lang, pages=args.pages,
                                   min_confidence=args.min_confidence, max_invalid=args.max_invalid,
-                                  workers=args.workers, progress=bar.advance)
+                                  workers=args.workers, progress=bar.advance, page_total=bar.set_total)
     except OcrError as exc:
         report = getattr(exc, "report", None)
         if report is not None:

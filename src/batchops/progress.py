@@ -58,6 +58,11 @@ class Steps:
         if self._bar is not None:
             self._bar.advance(self._task, steps)
 
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self._bar is not None:
+            self._bar.update(self._task, total=total)
+
     def describe(self, text: str) -> None:
         if self._bar is not None:
             self._bar.update(self._task, description=text)

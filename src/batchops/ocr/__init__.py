@@ -461,12 +461,13 @@ def flag_kind(cell: dict[str, Any], min_confidence: float) -> str | None:
 def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list[str] | None = None,
                  dpi: int = 300, lang: str = "eng", pages: list[int] | None = None, min_confidence: float = 60.0,
                  max_invalid: float = 0.01, workers: int | None = None, strict_pages: bool = True,
-                 progress: Callable[[int], None] = lambda pages: None) -> OcrResult:
+                 progress: Callable[[int], None] = lambda pages: None,
+                 page_total: Callable[[int], None] = lambda pages: None) -> OcrResult:
     """Read a table PDF. Raises OcrError when the PDF is unreadable or has no table header, and
     OcrErrorWithReport when a required column is missing, when a page has text but no rows or a gap in
     its row spacing (unless strict_pages is False: the report's pages_without_rows and row_gaps then say
     which, for the DQ gate), or when more than max_invalid of the cells fail validation. `progress` is
-    called with the number of pages read as they finish."""
+    called with the number of pages read as they finish, `page_total` once with the number of pages to read."""
     if not pdf.is_file():
         raise OcrError(f"{pdf} does not exist")
     binaries = locate_binaries(lang)
@@ -475,6 +476,7 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
     outside = [p for p in selected if not 1 <= p <= total]
     if outside:
         raise OcrError(f"pages {outside} are outside 1..{total} of {pdf}")
+    page_total(len(selected))
     started = time.perf_counter()
     workers = max(1, workers or min(len(selected), os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="batchops-ocr-") as folder:
