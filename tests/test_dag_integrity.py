@@ -51,7 +51,7 @@ def test_gate_short_circuits_and_summary_always_runs(dagbag):
     assert dag.task_dict["wait_for_model"].mode == "reschedule"
     wait_for_drop = dag.task_dict["wait_for_drop"]  # scheduled runs wait for the drop without holding a slot
     assert wait_for_drop.mode == "reschedule" and wait_for_drop.timeout == 720 * 60
-    assert type(dag.task_dict["build_features"]).__name__ == "WarehouseSQLOperator"
+    assert type(dag.task_dict["build_features"]).__name__ == "FeatureSQLOperator"
 
 
 def test_dag_metadata_tags_owner_params_and_effective_config(dagbag):

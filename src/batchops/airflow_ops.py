@@ -94,16 +94,34 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         from batchops.recovery import begin_attempt
         from batchops.tasks import failing_fast, run_logger_for
 
-        if not isinstance(self.sql, str):
-            # common-sql splits a string into statements but runs each list item whole; our list holds
-            # whole rendered files, so split them here (DuckDB binds parameters one statement at a time).
-            self.sql = [statement for text in self.sql for statement in DbApiHook.split_sql_string(text)]
+        files = [self.sql] if isinstance(self.sql, str) else list(self.sql)
+        parameter_sets = self.parameter_sets(self.parameters or {})
         logger = run_logger_for(context, self.settings)
         self._run_dir = logger.path.parent
         begin_attempt(logger, context["ti"].try_number)
         with failing_fast(self.task_id), logger.timed("stage", task=self.task_id,
                                                       try_number=context["ti"].try_number):
-            return super().execute(context)
+            result = None
+            for text in files:
+                for parameters in parameter_sets:
+                    # common-sql runs each list item whole; split each rendered file into statements here
+                    # (DuckDB binds parameters one statement at a time).
+                    self.sql, self.parameters = DbApiHook.split_sql_string(text), parameters
+                    result = super().execute(context)
+            return result
+
+    def parameter_sets(self, parameters: dict) -> list[dict]:
+        """The parameters of each run of every SQL file: one run by default."""
+        return [parameters]
+
+
+class FeatureSQLOperator(WarehouseSQLOperator):
+    """The feature SQL files, each run once per as-of date of the drop (batchops.stages.features)."""
+
+    def parameter_sets(self, parameters: dict) -> list[dict]:
+        from batchops.stages.features import per_date_parameters
+
+        return per_date_parameters(parameters)
 
 
 class ApprovedModelSensor(BaseSensorOperator):

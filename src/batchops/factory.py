@@ -62,14 +62,15 @@ def _build_dq_gate(binding: StageBinding):
 
 
 def _build_features(binding: StageBinding):
-    from batchops.airflow_ops import WarehouseSQLOperator
+    from batchops.airflow_ops import FeatureSQLOperator
     from batchops.stages.features import feature_parameters
 
-    return WarehouseSQLOperator(
+    return FeatureSQLOperator(
         task_id="build_features", provider_id=binding.provider.provider_id, settings=binding.settings,
         sql=list(binding.pipeline.features.sql),
         parameters={"snapshot_date": SNAPSHOT_XCOM, **feature_parameters(binding.pipeline)},
-        doc_md="Runs the pipeline's feature SQL files in the provider warehouse with bound parameters.")
+        doc_md="Runs the pipeline's feature SQL files in the provider warehouse with bound parameters, each "
+               "once per as-of date (the snapshot, then the training dates) with `$as_of` and `$purpose`.")
 
 
 def _build_wait_for_model(binding: StageBinding):

@@ -1,11 +1,15 @@
-"""build_features: the pipeline's feature SQL files, run in the provider's warehouse.
+"""build_features: the pipeline's feature SQL files, run in the provider's warehouse once per as-of date.
 
+Each file runs for every feature date (`feature_dates`), the drop's own date first, with `$as_of` and
+`$purpose` bound: one GROUP BY customer_id per date, whose aggregate state fits the default DuckDB
+memory limit at millions of customers (grouping every date at once spilled to disk, 4x slower).
 In a DAG the same files run through common-sql's SQLExecuteQueryOperator (batchops.airflow_ops),
 so the UI shows each rendered statement; this function is the Airflow-free path for tests and tools.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 from batchops.config import PipelineSpec
@@ -15,11 +19,26 @@ from batchops.warehouse import open_warehouse
 
 
 def feature_parameters(pipeline: PipelineSpec) -> dict[str, Any]:
-    """The bound parameters of the feature SQL, besides snapshot_date."""
+    """The bound parameters of the feature SQL, besides snapshot_date, as_of and purpose."""
     train = "train" in pipeline.stages
     return {"horizon_days": pipeline.label.horizon_days,
             "training_snapshots": pipeline.label.training_snapshots if train else 0,
             "snapshot_step_days": pipeline.label.snapshot_step_days}
+
+
+def feature_dates(snapshot_date: date, parameters: dict[str, Any]) -> list[tuple[date, str]]:
+    """(as_of, purpose) of every feature row set of a drop: the drop's date ('score') first, then the
+    training dates T - horizon - k * step, newest first."""
+    horizon, step = int(parameters["horizon_days"]), int(parameters["snapshot_step_days"])
+    return [(snapshot_date, "score")] + [(snapshot_date - timedelta(days=horizon + k * step), "train")
+                                         for k in range(int(parameters["training_snapshots"]))]
+
+
+def per_date_parameters(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameter set of each run of the feature files: `parameters` plus as_of and purpose."""
+    snapshot = date.fromisoformat(str(parameters["snapshot_date"]))
+    return [{**parameters, "as_of": as_of.isoformat(), "purpose": purpose}
+            for as_of, purpose in feature_dates(snapshot, parameters)]
 
 
 def build_features(ctx: RunContext) -> dict[str, Any]:
@@ -27,7 +46,8 @@ def build_features(ctx: RunContext) -> dict[str, Any]:
     with ctx.logger("build_features").timed("build_features", **parameters) as logged, \
             open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         for name in ctx.pipeline.features.sql:
-            run_sql_file(warehouse, ctx.settings.sql_dir, name, parameters)
+            for run_parameters in per_date_parameters(parameters):
+                run_sql_file(warehouse, ctx.settings.sql_dir, name, run_parameters)
         counts = dict(warehouse.execute(
             "SELECT purpose, count(*) FROM features WHERE source_snapshot = CAST($d AS DATE) GROUP BY ALL",
             {"d": parameters["snapshot_date"]}).fetchall())
