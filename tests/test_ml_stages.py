@@ -172,7 +172,8 @@ def test_scoring_twice_keeps_one_row_per_customer(project):
 
 @pytest.mark.parametrize(("ids", "scores", "expected", "message"), [
     (["a", "b"], [0.1, 0.2], 3, "2 predictions for 3 customers"),
-    (["a", "a"], [0.1, 0.2], 2, "duplicate customer ids"),
+    (["a", "a"], [0.1, 0.2], 2, "1 duplicate customer ids"),
+    (["a", None], [0.1, 0.2], 2, "null customer ids"),
     (["a", "b"], [0.1, np.nan], 2, "NaN scores"),
     (["a", "b"], [0.1, 1.2], 2, "outside [0, 1]"),
     (["a", "b", "c"], [0.3, 0.3, 0.3], 3, "all 3 scores are equal"),
