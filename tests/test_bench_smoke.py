@@ -23,5 +23,8 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     for key in ("dag_vs_pandas", "data_stages_vs_duckdb_ideal", "peak_rss_gib", "roc_auc", "baseline_roc_auc"):
         assert tiny[key] is not None, key
     assert tiny["dag_outcome"] == "# Run summary: COMPLETE"
+    assert tiny["scoring_dag"]["outcome"] == "# Run summary: COMPLETE"
+    assert "score" in tiny["scoring_dag"]["stage_seconds"]
+    assert 0 < tiny["dag"]["orchestration_seconds"] < tiny["dag"]["seconds"]
     assert latest["parse_200_dags"]["dags"] == 200 and latest["parse_200_dags"]["errors"] == 0
     assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")
