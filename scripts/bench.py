@@ -58,8 +58,9 @@ def measure(command: list[str], env: dict[str, str], timeout: float = 3600) -> d
         "started = time.perf_counter()\n"
         "done = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True)\n"
         "seconds = time.perf_counter() - started\n"
-        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps({'seconds': seconds, 'rss_kib': rss, 'code': done.returncode, 'stdout': done.stdout,"
+        "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "rss, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime\n"
+        "print(json.dumps({'seconds': seconds, 'rss_kib': rss, 'cpu': cpu, 'code': done.returncode, 'stdout': done.stdout,"
         " 'stderr': done.stderr[-6000:]}))\n"
     )
     done = subprocess.run([sys.executable, "-c", helper, json.dumps(command)], env=env, capture_output=True,
@@ -68,8 +69,8 @@ def measure(command: list[str], env: dict[str, str], timeout: float = 3600) -> d
     if result["code"] != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result['code']}):\n{result['stdout'][-2000:]}\n"
                            f"{result['stderr']}")
-    return {"seconds": round(result["seconds"], 2), "peak_rss_gib": round(result["rss_kib"] / 2**20, 3),
-            "stdout": result["stdout"]}
+    return {"seconds": round(result["seconds"], 2), "cpu_seconds": round(result["cpu"], 2),
+            "peak_rss_gib": round(result["rss_kib"] / 2**20, 3), "stdout": result["stdout"]}
 
 
 def last_json_line(text: str) -> dict:
@@ -86,6 +87,8 @@ def last_json_line(text: str) -> dict:
 def bench_env(root: Path, memory_limit: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHOPS_", "AIRFLOW__"))}
     env.update({
+        # the `airflow` command of this interpreter's venv, also when the venv is not activated
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "BATCHOPS_HOME": str(REPO), "BATCHOPS_CONFIG_DIR": str(REPO / "benchmarks" / "configs"),
         "BATCHOPS_DATA_DIR": str(root / "data"), "BATCHOPS_RUNS_DIR": str(root / "runs"),
         "BATCHOPS_WAREHOUSE_DIR": str(root / "warehouse"), "AIRFLOW_HOME": str(root / "airflow_home"),
@@ -229,10 +232,12 @@ def markdown(results: dict) -> str:
     lines += ["", "Orchestration and the scoring pipeline (airflow dags test, same drop):", ""]
     for name, size in results["sizes"].items():
         dag, scoring = size["dag"], size.get("scoring_dag")
-        lines.append(f"- {name}: propensity_model {dag['seconds']} s, of which Airflow (parsing, serialization, "
-                     f"task start-up; wall minus the stages' own time) {dag.get('orchestration_seconds')} s")
+        lines.append(f"- {name}: propensity_model {dag['seconds']} s ({dag.get('cpu_seconds')} CPU-s), of which "
+                     "Airflow (parsing, serialization, task start-up; wall minus the stages' own time) "
+                     f"{dag.get('orchestration_seconds')} s")
         if scoring:
-            lines.append(f"- {name}: propensity_scoring {scoring['seconds']} s, peak RSS {scoring['peak_rss_gib']} GiB; "
+            lines.append(f"- {name}: propensity_scoring {scoring['seconds']} s ({scoring.get('cpu_seconds')} CPU-s), "
+                         f"peak RSS {scoring['peak_rss_gib']} GiB; "
                          "stages " + ", ".join(f"{k} {v} s" for k, v in scoring["stage_seconds"].items()))
     lines += ["", "Per stage (each alone in its own process: seconds / peak RSS GiB):", ""]
     for name, size in results["sizes"].items():

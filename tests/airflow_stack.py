@@ -164,13 +164,17 @@ class AirflowStack:
         self.wait_for(lambda: self._health_ok(), 120, "api-server health")
         return self
 
-    def _launch(self, component: str) -> subprocess.Popen:
+    def _launch(self, component: str, env: dict[str, str] | None = None, name: str | None = None) -> subprocess.Popen:
+        """Start `airflow <component>`; `env` adds to the stack's environment (say, a worker's own warehouse
+        folder), `name` tells two processes of one component apart (logs, kill, restart)."""
         args = ["airflow", *component.split()]
         if component == "api-server":
             args += ["--port", str(self.port)]
-        handle = (self.root / "logs" / f"{component.replace(' ', '_')}.log").open("a")
-        process = subprocess.Popen(args, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-        process.component = component
+        name = name or component
+        handle = (self.root / "logs" / f"{name.replace(' ', '_')}.log").open("a")
+        process = subprocess.Popen(args, env={**self.env, **(env or {})}, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        process.component, process.launch = name, (component, env, name)
         self.processes.append(process)
         return process
 
@@ -181,8 +185,17 @@ class AirflowStack:
         process.wait(timeout=30)
         return process.pid
 
+    def kill_host(self, name: str) -> int:
+        """kill -9 of the process and every process it started (a host lost: a Celery worker's pool too)."""
+        process = next(p for p in self.processes if getattr(p, "component", None) == name and p.poll() is None)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        return process.pid
+
     def restart(self, component: str) -> subprocess.Popen:
-        return self._launch(component)
+        launched = next((p.launch for p in reversed(self.processes) if getattr(p, "component", None) == component),
+                        (component, None, None))
+        return self._launch(*launched)
 
     def stop(self) -> None:
         for process in self.processes:

@@ -34,15 +34,14 @@ def tool(name: str) -> str:
 
 def test_standard_airflow_topology_with_healthchecks(compose):
     services = compose["services"]
-    assert set(services) == {"postgres", "redis"} | AIRFLOW_SERVICES
-    commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert set(services) == {"postgres", "redis", "airflow-worker-b"} | AIRFLOW_SERVICES
+    commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES - {"airflow-init", "airflow-worker"}}
     assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer",
-                        "airflow-worker": "celery worker"}
+                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
     for name, service in services.items():
         if name != "airflow-init":
             assert "healthcheck" in service, name
-    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+    for name in AIRFLOW_SERVICES - {"airflow-init"} | {"airflow-worker-b"}:
         depends = services[name]["depends_on"]
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["redis"]["condition"] == "service_healthy"
@@ -149,3 +148,26 @@ def test_no_credential_is_committed():
         text = path.read_text(errors="ignore")
         findings += [f"{name}: {label}" for label, pattern in SECRET_PATTERNS.items() if pattern.search(text)]
     assert findings == []
+
+
+def test_workers_warn_on_oversubscription_then_consume_their_queues(compose):
+    """The default worker consumes `default`; the second one (profile scale) its shard, with its own
+    warehouse volume and every other folder shared."""
+    services = compose["services"]
+    for name, queue in (("airflow-worker", "default"), ("airflow-worker-b", "shard_b")):
+        shell, flag, script = services[name]["command"]
+        assert (shell, flag) == ("bash", "-c")
+        script = script.replace("$$", "$")
+        assert script.startswith("python -m batchops check-worker; exec airflow celery worker --queues ")
+        environment = {**compose["x-airflow-common"]["environment"], **services[name].get("environment", {})}
+        queues = {k: str(v) for k, v in environment.items() if k == "BATCHOPS_WORKER_QUEUES"}
+        done = subprocess.run(["bash", "-c", script.split("; ")[1].replace("exec airflow", "echo")],
+                              env={"PATH": "/usr/bin:/bin", **queues}, capture_output=True, text=True)
+        assert done.stdout.strip() == f"celery worker --queues {queue}", (name, done.stdout, done.stderr)
+    second = services["airflow-worker-b"]
+    assert second["profiles"] == ["scale"]
+    common = compose["x-airflow-common"]["volumes"]
+    own = [mount for mount in second["volumes"] if mount not in common]
+    assert own == ["warehouse-b:/opt/airflow/warehouse"]
+    assert {m.split(":")[1] for m in second["volumes"]} == {m.split(":")[1] for m in common}
+    assert "warehouse-b" in compose["volumes"]

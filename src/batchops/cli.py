@@ -92,6 +92,25 @@ def maintenance_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def check_worker_command(settings: Settings) -> int:
+    """The oversubscription warning a worker prints at start-up; exit 0 either way (a warning, not a refusal)."""
+    import os
+
+    from airflow.configuration import conf
+
+    from batchops.settings import oversubscription
+
+    slots = conf.getint("celery", "worker_concurrency", fallback=16)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    problem = oversubscription(slots, settings.duckdb_threads, cores)
+    if problem:
+        print(f"batchops check-worker: WARNING: {problem}", file=sys.stderr)
+    else:
+        print(f"batchops check-worker: {slots} slots x {settings.duckdb_threads or cores} DuckDB threads fit "
+              f"{cores} cores")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batchops", description=__doc__)
     parser.add_argument("--home", type=Path, help="project folder (default: BATCHOPS_HOME or the current folder)")
@@ -105,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     rebuild = commands.add_parser("rebuild", help="rebuild a provider's warehouse from its landing drops")
     rebuild.add_argument("--from", dest="since", type=date.fromisoformat,
                          help="leave out drops before this date (YYYY-MM-DD)")
+    commands.add_parser("check-worker", help="warn when worker concurrency x DuckDB threads exceeds the cores "
+                                             "(run before `airflow celery worker`)")
     for command in (backup, restore, rebuild):
         command.add_argument("--provider", required=True, help="provider_id")
         command.add_argument("--json", action="store_true", help="also print the full result as JSON")
@@ -116,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "validate":
         return validate_command(settings)
+    if args.command == "check-worker":
+        return check_worker_command(settings)
     try:
         return maintenance_command(settings, args)
     except BatchOpsError as exc:

@@ -197,6 +197,10 @@ class ProviderConfig(StrictModel):
     start_date: date = Field(date(2026, 1, 1), description=(
         "First snapshot a *scheduled* run may process. Manual runs and backfills take any date."))
     retries: int = Field(1, ge=0, le=10)
+    queue: str = Field("default", pattern=r"^[a-z0-9_-]{1,64}$", description=(
+        "Celery queue of every task of this provider's DAGs. A worker consumes the queues it names "
+        "(`airflow celery worker --queues shard_a`) and keeps those providers' warehouses on its own disk; "
+        "`default` is the queue a worker consumes when it names none. See docs/deploy.md, Scaling out."))
     pipelines: list[DagPart] = Field(min_length=1, description=(
         "Pipelines to run for this provider: a list of ids, or a mapping id -> overrides of that pipeline's "
         "settings (label, model, guardrails, wait_for_model) for this provider only."))

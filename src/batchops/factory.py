@@ -140,7 +140,9 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
         tags=["batchops", f"provider:{provider.provider_id}", f"pipeline:{pipeline.pipeline_id}", *provider.tags],
         doc_md=_doc_md(provider, pipeline),
         template_searchpath=[str(settings.sql_dir)],
-        default_args={"owner": provider.owner, "retries": provider.retries, "retry_delay": timedelta(seconds=30)},
+        # every task on the provider's Celery queue: the worker that holds its warehouse runs them all
+        default_args={"owner": provider.owner, "retries": provider.retries, "retry_delay": timedelta(seconds=30),
+                      "queue": provider.queue},
         params={"snapshot_date": Param(None, type=["null", "string"], format="date",
                                        title="Snapshot date", description=SNAPSHOT_PARAM_DOC)},
     )

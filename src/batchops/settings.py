@@ -69,3 +69,19 @@ def _number(env: Mapping[str, str], variable: str, default, kind, minimum):
         raise ValueError(f"environment variable {variable}={raw!r} must be a {'whole ' if kind is int else ''}"
                          f"number >= {minimum}; fix or unset it")
     return value
+
+
+def oversubscription(worker_slots: int, duckdb_threads: int | None, cores: int) -> str | None:
+    """Why a worker's slots would fight over its cores, or None: each slot may run a DuckDB query with
+    `duckdb_threads` threads (DuckDB's default, unset, is one per core), so slots x threads must not
+    exceed the cores."""
+    threads = duckdb_threads or cores
+    if worker_slots * threads <= cores:
+        return None
+    fixes = [f"AIRFLOW__CELERY__WORKER_CONCURRENCY={max(1, cores // threads)}"]
+    if cores // worker_slots >= 1:
+        fixes.append(f"BATCHOPS_DUCKDB_THREADS={cores // worker_slots}")
+    return (f"worker concurrency {worker_slots} x DuckDB threads {threads}"
+            f"{' (BATCHOPS_DUCKDB_THREADS unset: one per core)' if duckdb_threads is None else ''} = "
+            f"{worker_slots * threads} > {cores} cores: concurrent tasks will slow each other down. Set "
+            + " or ".join(fixes))

@@ -45,11 +45,16 @@ def _run_folder(dag_id: str, run_id: str) -> Path:
     return folder
 
 
-def approved_model_text(settings: Settings, provider_id: str, pipeline: str) -> str:
+def approved_model_text(settings: Settings, provider_id: str, pipeline: str, queue: str = "default") -> str:
     """The provider's current approved model of the pipeline, from its registry; never waits long,
-    and a damaged or unreadable warehouse is named for what it is."""
+    and a damaged, unreadable or elsewhere-held warehouse is named for what it is."""
     from batchops.models import find_approved_model
+    from batchops.warehouse import warehouse_path
 
+    if not warehouse_path(settings, provider_id).exists() and any(settings.runs_dir.glob(f"{provider_id}__*/*")):
+        # runs/ is shared by every host but warehouses stay on the worker of the provider's queue
+        return (f"registry not on this host: the warehouse lives on the worker of queue {queue}; the model "
+                "card below is read from runs/")
     quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
     try:
         model = find_approved_model(quick, provider_id, pipeline, date(9999, 12, 31))
@@ -139,9 +144,9 @@ def overview_rows(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
     rows = []
     for provider, pipeline in pairs:
         dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
-        row: dict[str, Any] = {"dag_id": dag_id, "next_run": scheduled.get(dag_id, "-"),
+        row: dict[str, Any] = {"dag_id": dag_id, "next_run": scheduled.get(dag_id, "-"), "queue": provider.queue,
                                "approved_model": approved_model_text(settings, provider.provider_id,
-                                                                     pipeline.model_pipeline)}
+                                                                     pipeline.model_pipeline, provider.queue)}
         try:
             row.update(latest_run_cells(settings.runs_dir / dag_id))
         except Exception as exc:  # noqa: BLE001 - one provider's trouble must not break the page
