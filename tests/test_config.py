@@ -100,6 +100,7 @@ BROKEN_PROVIDERS = {
                             "entities.customers.columns.other.max_missing", "less than or equal to 1"),
     "unknown_pipeline": (provider_yaml(extra="pipelines: [churn_model]"), "pipelines.0", "unknown pipeline"),
     "landing_outside_data": (provider_yaml(extra="landing_path: '../{snapshot_date}'"), "landing_path", "inside"),
+    "queue_not_a_queue_name": (provider_yaml(extra="queue: Shard A"), "queue", "must match"),
 }
 
 
@@ -197,3 +198,16 @@ def test_landing_file_names_may_hold_spaces_but_no_folders(project):
     issues = load_config_set(project.config_dir, project.pipelines_dir, project.sql_dir).issues
     problem: ConfigIssue = next(i for i in issues if i.field == "entities.customers.file")
     assert "'../customers.csv' must match" in problem.reason and "lowercase letters" not in problem.reason
+
+
+@pytest.mark.parametrize(("slots", "threads", "cores", "fits"), [
+    (2, 1, 2, True), (4, 1, 4, True), (1, None, 8, True), (2, None, 2, False), (4, 2, 4, False), (16, 1, 2, False)])
+def test_worker_oversubscription_is_named_with_settings_that_fit(slots, threads, cores, fits):
+    from batchops.settings import oversubscription
+
+    problem = oversubscription(slots, threads, cores)
+    assert (problem is None) == fits
+    if problem:
+        assert f"{cores} cores" in problem and "AIRFLOW__CELERY__WORKER_CONCURRENCY=" in problem
+        suggested = int(problem.split("AIRFLOW__CELERY__WORKER_CONCURRENCY=")[1].split()[0])
+        assert oversubscription(suggested, threads, cores) is None or suggested == 1

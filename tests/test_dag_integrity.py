@@ -58,6 +58,7 @@ def test_dag_metadata_tags_owner_params_and_effective_config(dagbag):
     dag = dagbag.dags["provider_b__propensity_model"]
     assert {"batchops", "provider:provider_b", "pipeline:propensity_model"} <= set(dag.tags)
     assert dag.default_args["owner"] == "batchops" and dag.default_args["retries"] == 1
+    assert {task.queue for task in dag.tasks} == {"default"}  # the provider's queue (_defaults.yaml)
     assert dag.schedule == "@daily" and dag.catchup is False
     schema = dag.params.get_param("snapshot_date").schema
     assert schema["format"] == "date" and "string" in schema["type"]
@@ -94,3 +95,12 @@ def test_parsing_is_fast_and_imports_nothing_heavy():
     result = json.loads(out)
     assert result["dags"] >= 4 and result["heavy"] == []
     assert result["seconds"] < 1.0, result
+
+
+def test_every_task_of_a_provider_goes_to_its_queue(project, monkeypatch):
+    config = project.config_dir / "provider_b.yaml"
+    config.write_text(config.read_text() + "queue: shard_b\n")
+    bag = dagbag_for(project.home, monkeypatch)
+    for pipeline in ("propensity_model", "propensity_scoring"):
+        assert {task.queue for task in bag.dags[f"provider_b__{pipeline}"].tasks} == {"shard_b"}
+    assert {task.queue for task in bag.dags["provider_a__propensity_model"].tasks} == {"default"}

@@ -72,20 +72,22 @@ def reliability_curve(labels, scores, bins: int = 10) -> list[dict[str, Any]]:
     return curve
 
 
-def out_of_time_split(frame, horizon_days: int):
-    """(past, latest, latest_date): `latest` is the most recent labelled window (features at T - h, label
-    from [T - h, T)); `past` holds the windows whose label period ends before it starts, so nothing the
-    backtest model learns from overlaps what it is judged on. None when there is no such past window."""
-    dates = sorted({d for d in frame["snapshot_date"].unique()})
-    if len(dates) < 2:
+def out_of_time_positions(frame, horizon_days: int):
+    """(past, latest, latest_date) as row positions of `frame`: `latest` is the most recent labelled window
+    (features at T - h, label from [T - h, T)); `past` holds the windows whose label period ends before it
+    starts, so nothing the backtest model learns from overlaps what it is judged on. None when there is no
+    such past window. Positions, not frames: copying millions of rows twice cost seconds and memory."""
+    dates = frame["snapshot_date"].to_numpy()
+    distinct = np.unique(dates)
+    if len(distinct) < 2:
         return None
-    latest = dates[-1]
+    latest = distinct[-1]
     cutoff = latest - np.timedelta64(horizon_days, "D") if isinstance(latest, np.datetime64) else \
         latest - timedelta(days=horizon_days)
-    past_mask = frame["snapshot_date"] <= cutoff
-    if not past_mask.any():
+    past = np.flatnonzero(dates <= cutoff)
+    if not len(past):
         return None
-    return frame[past_mask], frame[frame["snapshot_date"] == latest], latest
+    return past, np.flatnonzero(dates == latest), latest
 
 
 # ---------------------------------------------------------------- drift

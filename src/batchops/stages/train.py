@@ -28,7 +28,7 @@ from batchops.models import (
 from batchops.modeltrust import (
     classification_metrics,
     lift_table,
-    out_of_time_split,
+    out_of_time_positions,
     reliability_curve,
     standardized_coefficients,
     training_profile,
@@ -57,8 +57,9 @@ def read_training_frame(ctx: RunContext, features: list[str]):
 
 
 def split_customers(frame, test_size: float, seed: int):
-    """Hold out a stratified share of customers (all their rows), so no customer is on both sides.
-    Works on integer codes: pandas groupby over string ids costs seconds at a million customers."""
+    """(train positions, holdout positions): a stratified share of customers (all their rows) is held out, so
+    no customer is on both sides. Works on integer codes: pandas groupby over string ids costs seconds at a
+    million customers."""
     import numpy as np
     import pandas as pd
     from sklearn.model_selection import train_test_split
@@ -73,20 +74,18 @@ def split_customers(frame, test_size: float, seed: int):
     is_test_customer = np.zeros(len(customers), dtype=bool)
     is_test_customer[test_codes] = True
     is_test = is_test_customer[codes]
-    return frame[~is_test], frame[is_test]
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def cap_rows(rows, limit: int, seed: int):
-    """A stratified sample of at most `limit` rows (all rows when there are fewer). Positions are drawn first
-    and the frame is indexed once: splitting the frame itself copies every column twice."""
-    if len(rows) <= limit:
-        return rows
-    import numpy as np
+def capped_rows(frame, positions, limit: int, seed: int):
+    """The rows at `positions`, or a stratified sample of at most `limit` of them. Positions are drawn first
+    and the frame is indexed once, so millions of rows are never copied to keep a few hundred thousand."""
     from sklearn.model_selection import train_test_split
 
-    positions, _ = train_test_split(np.arange(len(rows)), train_size=limit, random_state=seed,
-                                    stratify=rows["label"].to_numpy())
-    return rows.iloc[positions]
+    if len(positions) > limit:
+        positions, _ = train_test_split(positions, train_size=limit, random_state=seed,
+                                        stratify=frame["label"].to_numpy()[positions])
+    return frame.iloc[positions]
 
 
 def make_model(settings, chosen):
@@ -111,25 +110,26 @@ def out_of_time_backtest(frame, chosen, settings, horizon_days: int):
     """(report, window rows, window scores): a model fitted on the windows whose label period ends before the
     latest labelled window starts, judged on that window. report["available"] is False (with why) when the
     training windows do not allow it."""
-    split = out_of_time_split(frame, horizon_days)
+    split = out_of_time_positions(frame, horizon_days)
     if split is None:
         return {"available": False, "reason": "needs a training window whose label period ends before the latest "
                 "one starts (label.training_snapshots >= 2 and snapshot_step_days >= horizon_days)"}, None, None
-    past, window, window_date = split
-    if past["label"].nunique() < 2 or window["label"].nunique() < 2:
+    past, window_positions, window_date = split
+    labels_all = frame["label"].to_numpy()
+    if len(set(labels_all[past])) < 2 or len(set(labels_all[window_positions])) < 2:
         return {"available": False, "reason": "the earlier windows or the latest window have only one label "
                 "class"}, None, None
     model = make_model(settings, chosen)
-    fit_rows = cap_rows(past, settings.max_train_rows, settings.random_state)
+    fit_rows = capped_rows(frame, past, settings.max_train_rows, settings.random_state)
     model.fit(fit_rows[chosen.used], fit_rows["label"].to_numpy())
     # judged on a stratified sample of the window of the same size cap: the AUC's standard error at 200k
     # rows is about 0.001, and scoring a million rows through the pipeline cost seconds
-    window = cap_rows(window, settings.max_train_rows, settings.random_state)
+    window = capped_rows(frame, window_positions, settings.max_train_rows, settings.random_state)
     scores = model.predict_proba(window[chosen.used])[:, 1]
     labels = window["label"].to_numpy()
     start = str(window_date)[:10]
     report = {"available": True, **classification_metrics(labels, scores),
-              "fitted_on_windows": sorted({str(d)[:10] for d in past["snapshot_date"].unique()}),
+              "fitted_on_windows": sorted({str(d)[:10] for d in set(frame["snapshot_date"].to_numpy()[past])}),
               "n_fit": int(len(fit_rows)), "scored_window": start,
               "label_period": f"[{start}, {start} + {horizon_days} days)",
               "lift": lift_table(labels, scores), "reliability": reliability_curve(labels, scores)}
@@ -223,9 +223,9 @@ def train(ctx: RunContext) -> dict[str, Any]:
     with log.timed("backtest") as logged:
         forward, window_rows, window_scores = out_of_time_backtest(frame, chosen, settings, horizon)
         logged.update({k: forward[k] for k in ("available", "roc_auc", "scored_window") if k in forward})
-    train_rows, holdout_all = split_customers(frame, settings.test_size, settings.random_state)
-    train_rows = cap_rows(train_rows, settings.max_train_rows, settings.random_state)
-    holdout = cap_rows(holdout_all, settings.max_train_rows, settings.random_state)  # evaluated rows
+    train_positions, holdout_positions = split_customers(frame, settings.test_size, settings.random_state)
+    train_rows = capped_rows(frame, train_positions, settings.max_train_rows, settings.random_state)
+    holdout = capped_rows(frame, holdout_positions, settings.max_train_rows, settings.random_state)  # judged rows
     with log.timed("fit", n_train=len(train_rows), n_test=len(holdout)):
         model = make_model(settings, chosen)
         model.fit(train_rows[features], train_rows["label"].to_numpy())
@@ -236,7 +236,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
                          "n_train": int(len(train_rows))}
     metrics.update({
         "n_train": int(len(train_rows)), "n_test": int(len(holdout)),
-        "n_train_available": int(len(frame) - len(holdout_all)), "n_test_available": int(len(holdout_all)),
+        "n_train_available": int(len(train_positions)), "n_test_available": int(len(holdout_positions)),
         "positive_rate_train": float(train_rows["label"].mean()), "positive_rate_test": float(holdout["label"].mean()),
         "training_snapshot": ctx.snapshot_date.isoformat(),
         "feature_dates": sorted({str(d)[:10] for d in frame["snapshot_date"].unique()}),
