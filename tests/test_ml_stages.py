@@ -67,6 +67,27 @@ def test_every_customer_gets_features_even_without_transactions(project):
     assert len(features_at(ctx)) == 801
 
 
+def labels_of(ctx):
+    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+        return warehouse.execute("SELECT * FROM labels WHERE source_snapshot = ? ORDER BY snapshot_date, customer_id",
+                                 [ctx.snapshot_date]).df()
+
+
+def test_features_aggregated_in_customer_shares_equal_one_pass(project):
+    """Large snapshots are aggregated in hash shares of the customers (one GROUP BY per date and share);
+    the rows must be the same as from one pass, and a rerun with other shares leaves no duplicate."""
+    import dataclasses
+
+    ctx = prepare(project)
+    whole = (features_at(ctx, "score"), features_at(ctx, "train"), labels_of(ctx))
+    shared = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, feature_partition_customers=250))
+    build_features(shared)  # 800 customers: 4 shares per date
+    for before, after in zip(whole, (features_at(ctx, "score"), features_at(ctx, "train"), labels_of(ctx)),
+                             strict=True):
+        pd.testing.assert_frame_equal(after.reset_index(drop=True), before.reset_index(drop=True))
+    assert len(whole[0]) == 800 and len(whole[1]) == len(whole[2]) > 800
+
+
 def test_labels_are_activity_in_the_horizon_after_each_training_date(project):
     ctx = prepare(project)
     transactions = pd.read_csv(ctx.landing_dir / "transactions.csv", parse_dates=["txn_date"])

@@ -2,13 +2,14 @@
 --   snapshot_date   = the as-of date T of the features (point in time: only transactions dated < T)
 --   source_snapshot = the drop they were computed from
 --   purpose         = 'score' for the drop's own date, 'train' for T - horizon - k * step (k < training_snapshots)
--- Runs once per as-of date ($as_of, $purpose), the drop's own date first (batchops.stages.features):
--- one GROUP BY customer_id per date keeps DuckDB's aggregate state at one row per customer, where
--- grouping all dates at once needed three times the memory and spilled to disk under the default
--- memory limit (docs/performance.md). Each run replaces its own rows in one transaction; the first
--- run of a training pipeline also removes the drop's training rows, so a window dropped from the
--- config leaves none behind. A scoring pipeline (training_snapshots = 0) replaces only 'score' rows,
--- so it never removes a training pipeline's rows of the same drop.
+-- Runs once per as-of date ($as_of, $purpose), the drop's own date first, and per share of the
+-- customers ($part of $parts by hash of customer_id; one share up to a million customers) - see
+-- batchops.stages.features: one GROUP BY customer_id per date and share keeps DuckDB's aggregate state
+-- within the memory limit, where grouping all dates (or all of 3M customers) at once spilled to disk
+-- (docs/performance.md). Each run replaces its own rows in one transaction; the drop's 'score' runs
+-- also remove its training rows in a training pipeline, so a window dropped from the config leaves
+-- none behind. A scoring pipeline (training_snapshots = 0) replaces only 'score' rows, so it never
+-- removes a training pipeline's rows of the same drop.
 CREATE TABLE IF NOT EXISTS features (
     customer_id      VARCHAR,
     snapshot_date    DATE,
@@ -37,7 +38,7 @@ BEGIN TRANSACTION;
 
 DELETE FROM features
 WHERE source_snapshot = CAST($snapshot_date AS DATE)
-  AND ((snapshot_date = CAST($as_of AS DATE) AND purpose = $purpose)
+  AND ((snapshot_date = CAST($as_of AS DATE) AND purpose = $purpose AND hash(customer_id) % $parts = $part)
        OR ($purpose = 'score' AND purpose = 'train' AND $training_snapshots > 0));
 
 INSERT INTO features
@@ -57,6 +58,7 @@ WITH activity_per_customer AS (  -- aggregate before joining customers: far chea
         sum(amount)                                                                    AS amount_sum_all
     FROM transactions
     WHERE snapshot_date = CAST($snapshot_date AS DATE) AND txn_date < CAST($as_of AS DATE)
+      AND hash(customer_id) % $parts = $part
     GROUP BY customer_id
 )
 SELECT
@@ -85,7 +87,7 @@ SELECT
     coalesce(activity.amount_sum_all / nullif(activity.txn_count_all, 0), 0) AS avg_amount_all
 FROM customers
 LEFT JOIN activity_per_customer AS activity ON activity.customer_id = customers.customer_id
-WHERE customers.snapshot_date = CAST($snapshot_date AS DATE)
+WHERE customers.snapshot_date = CAST($snapshot_date AS DATE) AND hash(customers.customer_id) % $parts = $part
   -- training rows only for customers who had signed up by then (point in time)
   AND ($purpose = 'score' OR customers.signup_date IS NULL OR customers.signup_date < CAST($as_of AS DATE));
 

@@ -24,6 +24,8 @@ class Settings:
     warehouse_lock_timeout_seconds: float = 1800.0
     run_log_max_bytes: int = 16 << 20
     backup_retention: int = 7
+    # build_features aggregates at most this many customers per GROUP BY (docs/performance.md)
+    feature_partition_customers: int = 1_000_000
 
     @classmethod
     def from_env(cls, default_home: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,6 +49,8 @@ class Settings:
             warehouse_lock_timeout_seconds=_number(env, "BATCHOPS_WAREHOUSE_LOCK_TIMEOUT", 1800.0, float, minimum=0),
             run_log_max_bytes=_number(env, "BATCHOPS_RUN_LOG_MAX_BYTES", 16 << 20, int, minimum=4096),
             backup_retention=_number(env, "BATCHOPS_BACKUP_RETENTION", 7, int, minimum=1),
+            feature_partition_customers=_number(env, "BATCHOPS_FEATURE_PARTITION_CUSTOMERS", 1_000_000, int,
+                                                minimum=1),
         )
 
     def model_store(self, provider_id: str) -> Path:
