@@ -73,15 +73,15 @@ def labels_of(ctx):
                                  [ctx.snapshot_date]).df()
 
 
-def test_features_aggregated_in_customer_shares_equal_one_pass(project):
-    """Large snapshots are aggregated in hash shares of the customers (one GROUP BY per date and share);
-    the rows must be the same as from one pass, and a rerun with other shares leaves no duplicate."""
+def test_features_aggregated_in_customer_ranges_equal_one_pass(project):
+    """Large snapshots are aggregated in ranges of customer ids (one GROUP BY per date and range); the rows
+    must be the same as from one pass, and a rerun with other ranges leaves no duplicate."""
     import dataclasses
 
     ctx = prepare(project)
     whole = (features_at(ctx, "score"), features_at(ctx, "train"), labels_of(ctx))
     shared = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, feature_partition_customers=250))
-    build_features(shared)  # 800 customers: 4 shares per date
+    build_features(shared)  # 800 customers: 4 ranges per date
     for before, after in zip(whole, (features_at(ctx, "score"), features_at(ctx, "train"), labels_of(ctx)),
                              strict=True):
         pd.testing.assert_frame_equal(after.reset_index(drop=True), before.reset_index(drop=True))

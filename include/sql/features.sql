@@ -2,9 +2,9 @@
 --   snapshot_date   = the as-of date T of the features (point in time: only transactions dated < T)
 --   source_snapshot = the drop they were computed from
 --   purpose         = 'score' for the drop's own date, 'train' for T - horizon - k * step (k < training_snapshots)
--- Runs once per as-of date ($as_of, $purpose), the drop's own date first, and per share of the
--- customers ($part of $parts by hash of customer_id; one share up to a million customers) - see
--- batchops.stages.features: one GROUP BY customer_id per date and share keeps DuckDB's aggregate state
+-- Runs once per as-of date ($as_of, $purpose), the drop's own date first, and per range of the
+-- customers ($customer_from <= customer_id < $customer_to, NULL: open; one range up to a million customers) - see
+-- batchops.stages.features: one GROUP BY customer_id per date and range keeps DuckDB's aggregate state
 -- within the memory limit, where grouping all dates (or all of 3M customers) at once spilled to disk
 -- (docs/performance.md). Each run replaces its own rows in one transaction; the drop's 'score' runs
 -- also remove its training rows in a training pipeline, so a window dropped from the config leaves
@@ -38,7 +38,9 @@ BEGIN TRANSACTION;
 
 DELETE FROM features
 WHERE source_snapshot = CAST($snapshot_date AS DATE)
-  AND ((snapshot_date = CAST($as_of AS DATE) AND purpose = $purpose AND hash(customer_id) % $parts = $part)
+  AND ((snapshot_date = CAST($as_of AS DATE) AND purpose = $purpose
+            AND (CAST($customer_from AS VARCHAR) IS NULL OR customer_id >= $customer_from)
+            AND (CAST($customer_to AS VARCHAR) IS NULL OR customer_id < $customer_to))
        OR ($purpose = 'score' AND purpose = 'train' AND $training_snapshots > 0));
 
 INSERT INTO features
@@ -58,7 +60,8 @@ WITH activity_per_customer AS (  -- aggregate before joining customers: far chea
         sum(amount)                                                                    AS amount_sum_all
     FROM transactions
     WHERE snapshot_date = CAST($snapshot_date AS DATE) AND txn_date < CAST($as_of AS DATE)
-      AND hash(customer_id) % $parts = $part
+      AND (CAST($customer_from AS VARCHAR) IS NULL OR customer_id >= $customer_from)
+      AND (CAST($customer_to AS VARCHAR) IS NULL OR customer_id < $customer_to)
     GROUP BY customer_id
 )
 SELECT
@@ -87,7 +90,9 @@ SELECT
     coalesce(activity.amount_sum_all / nullif(activity.txn_count_all, 0), 0) AS avg_amount_all
 FROM customers
 LEFT JOIN activity_per_customer AS activity ON activity.customer_id = customers.customer_id
-WHERE customers.snapshot_date = CAST($snapshot_date AS DATE) AND hash(customers.customer_id) % $parts = $part
+WHERE customers.snapshot_date = CAST($snapshot_date AS DATE)
+  AND (CAST($customer_from AS VARCHAR) IS NULL OR customers.customer_id >= $customer_from)
+  AND (CAST($customer_to AS VARCHAR) IS NULL OR customers.customer_id < $customer_to)
   -- training rows only for customers who had signed up by then (point in time)
   AND ($purpose = 'score' OR customers.signup_date IS NULL OR customers.signup_date < CAST($as_of AS DATE));
 

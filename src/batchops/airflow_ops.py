@@ -119,12 +119,13 @@ class FeatureSQLOperator(WarehouseSQLOperator):
     """The feature SQL files, each run once per as-of date of the drop (batchops.stages.features)."""
 
     def parameter_sets(self, parameters: dict) -> list[dict]:
-        from batchops.stages.features import per_date_parameters, snapshot_customers
+        from batchops.stages.features import customer_bounds, per_date_parameters
         from batchops.warehouse import open_warehouse
 
         with open_warehouse(self.settings, self.provider_id) as warehouse:
-            customers = snapshot_customers(warehouse, str(parameters["snapshot_date"]))
-        return per_date_parameters(parameters, customers, self.settings.feature_partition_customers)
+            bounds = customer_bounds(warehouse, str(parameters["snapshot_date"]),
+                                     self.settings.feature_partition_customers)
+        return per_date_parameters(parameters, bounds)
 
 
 class ApprovedModelSensor(BaseSensorOperator):

@@ -1,11 +1,11 @@
 """build_features: the pipeline's feature SQL files, run in the provider's warehouse once per as-of date.
 
-Each file runs for every feature date (`feature_dates`), the drop's own date first, with `$as_of` and
-`$purpose` bound: one GROUP BY customer_id per date, whose aggregate state fits the default DuckDB
-memory limit at millions of customers (grouping every date at once spilled to disk, 4x slower).
-In a DAG the same files run through common-sql's SQLExecuteQueryOperator (batchops.airflow_ops),
-so the UI shows each rendered statement; this function is the Airflow-free path for tests and tools.
-"""
+Each file runs for every feature date (`feature_dates`), the drop's own date first, and every range of
+customer ids (`customer_bounds`), with `$as_of`, `$purpose`, `$customer_from` and `$customer_to` bound:
+one GROUP BY customer_id per date and range, whose aggregate state fits a 1GB DuckDB memory limit at
+millions of customers (grouping every date at once spilled to disk, 4x slower). In a DAG the same files
+run through common-sql's SQLExecuteQueryOperator (batchops.airflow_ops), so the UI shows each rendered
+statement; this function is the Airflow-free path for tests and tools."""
 
 from __future__ import annotations
 
@@ -34,39 +34,47 @@ def feature_dates(snapshot_date: date, parameters: dict[str, Any]) -> list[tuple
                                          for k in range(int(parameters["training_snapshots"]))]
 
 
-def customer_shares(customers: int, share_size: int) -> int:
-    """How many hash shares of the customers each date is aggregated in: one up to `share_size` customers.
-    At 3M customers one GROUP BY spilled to disk under a 1GB memory limit (10.1 s a date); three shares of
-    1M took 6.3 s (docs/performance.md)."""
-    return max(1, -(-customers // share_size))
+def customer_ranges(bounds: list[str]) -> list[tuple[str | None, str | None]]:
+    """[from, to) ranges of customer ids split at `bounds` (sorted); None is an open end."""
+    edges: list[str | None] = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
-def per_date_parameters(parameters: dict[str, Any], customers: int = 0,
-                        share_size: int = 1_000_000) -> list[dict[str, Any]]:
-    """The parameter set of each run of the feature files: `parameters` plus as_of, purpose and the share of
-    the customers (part of parts), dates in feature_dates order."""
+def per_date_parameters(parameters: dict[str, Any], bounds: list[str] | None = None) -> list[dict[str, Any]]:
+    """The parameter set of each run of the feature files: `parameters` plus as_of, purpose and the range of
+    customer ids (customer_from, customer_to), dates in feature_dates order."""
     snapshot = date.fromisoformat(str(parameters["snapshot_date"]))
-    parts = customer_shares(customers, share_size)
-    return [{**parameters, "as_of": as_of.isoformat(), "purpose": purpose, "part": part, "parts": parts}
-            for as_of, purpose in feature_dates(snapshot, parameters) for part in range(parts)]
+    return [{**parameters, "as_of": as_of.isoformat(), "purpose": purpose, "customer_from": low, "customer_to": high}
+            for as_of, purpose in feature_dates(snapshot, parameters) for low, high in customer_ranges(bounds or [])]
 
 
-def snapshot_customers(warehouse, snapshot_date: str) -> int:
-    return warehouse.execute("SELECT count(*) FROM customers WHERE snapshot_date = CAST($d AS DATE)",
-                             {"d": snapshot_date}).fetchone()[0]
+def customer_bounds(warehouse, snapshot_date: str, range_size: int) -> list[str]:
+    """Customer ids that split the snapshot's customers into ranges of about `range_size` (none when they
+    fit one). At 3M customers one GROUP BY per date spilled to disk under a 1GB DuckDB limit (10.1 s a
+    date); three ranges of 1M took 6.3 s. Ranges of ids, not hash shares: a hash filter on the id cost
+    3x per pass (docs/performance.md)."""
+    customers = warehouse.execute("SELECT count(*) FROM customers WHERE snapshot_date = CAST($d AS DATE)",
+                                  {"d": snapshot_date}).fetchone()[0]
+    parts = -(-customers // range_size)
+    if parts <= 1:
+        return []
+    found = warehouse.execute(
+        "SELECT quantile_disc(customer_id, $q) FROM customers WHERE snapshot_date = CAST($d AS DATE)",
+        {"q": [k / parts for k in range(1, parts)], "d": snapshot_date}).fetchone()[0]
+    return sorted(set(found))
 
 
 def build_features(ctx: RunContext) -> dict[str, Any]:
     parameters = {"snapshot_date": ctx.snapshot_date.isoformat(), **feature_parameters(ctx.pipeline)}
     with ctx.logger("build_features").timed("build_features", **parameters) as logged, \
             open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
-        runs = per_date_parameters(parameters, snapshot_customers(warehouse, parameters["snapshot_date"]),
-                                   ctx.settings.feature_partition_customers)
+        runs = per_date_parameters(parameters, customer_bounds(warehouse, parameters["snapshot_date"],
+                                                               ctx.settings.feature_partition_customers))
         for name in ctx.pipeline.features.sql:
             for run_parameters in runs:
                 run_sql_file(warehouse, ctx.settings.sql_dir, name, run_parameters)
         counts = dict(warehouse.execute(
             "SELECT purpose, count(*) FROM features WHERE source_snapshot = CAST($d AS DATE) GROUP BY ALL",
             {"d": parameters["snapshot_date"]}).fetchall())
-        logged.update(rows=counts, customer_shares=runs[0]["parts"])
+        logged.update(rows=counts, customer_ranges=len(runs) // len(feature_dates(ctx.snapshot_date, parameters)))
     return {"rows": counts}
