@@ -15,3 +15,22 @@ def scratch_connection(settings: Settings):
     spill.mkdir(parents=True, exist_ok=True)
     connection.execute("SET temp_directory = ?", [str(spill)])
     return connection
+
+
+def fetch_frame(result, vectors_per_chunk: int = 20):
+    """A DuckDB result as one DataFrame, fetched chunk by chunk (20 vectors = 40,960 rows each). `.df()`
+    first materializes the whole result inside DuckDB, then converts it: at 6M training rows that held both
+    copies at once (2.6 GiB peak against 1.9 GiB chunked)."""
+    import pandas as pd
+
+    chunks = []
+    while True:
+        chunk = result.fetch_df_chunk(vectors_per_chunk)
+        if chunk is None or not len(chunk):
+            break
+        chunks.append(chunk)
+    if not chunks:
+        return result.df()  # no rows: the empty frame with the result's columns
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    chunks.clear()
+    return frame

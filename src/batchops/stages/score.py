@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from batchops.artifacts import read_json, replace_dir_atomic, write_json_atomic
-from batchops.duck import scratch_connection
+from batchops.duck import fetch_frame, scratch_connection
 from batchops.errors import DriftError, ModelIntegrityError, SanityCheckError
 from batchops.faults import crash_point, fail_once
 from batchops.models import (
@@ -146,9 +146,9 @@ def score(ctx: RunContext) -> dict[str, Any]:
             columns = ", ".join(f"CAST({quote_identifier(name)} AS FLOAT) AS {quote_identifier(name)}"
                                 if types[name] in ("DOUBLE", "FLOAT", "INTEGER", "BIGINT", "SMALLINT")
                                 else quote_identifier(name) for name in registered.features)
-            features_frame = warehouse.execute(
+            features_frame = fetch_frame(warehouse.execute(
                 f"SELECT customer_id, {columns} FROM features WHERE source_snapshot = CAST($d AS DATE) "
-                "AND purpose = 'score' ORDER BY customer_id", {"d": snapshot}).df()
+                "AND purpose = 'score' ORDER BY customer_id", {"d": snapshot}))
             expected = warehouse.execute("SELECT count(DISTINCT customer_id) FROM customers "
                                          "WHERE snapshot_date = CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
         drift = check_drift(ctx, registered, features_frame)

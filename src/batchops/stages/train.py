@@ -15,6 +15,7 @@ from typing import Any
 
 from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
 from batchops.config import Guardrails, feature_set
+from batchops.duck import fetch_frame
 from batchops.errors import DataQualityError
 from batchops.models import (
     REGISTRY_SIDECAR,
@@ -55,8 +56,8 @@ def read_training_frame(ctx: RunContext, chosen):
                          for name in chosen.numeric] +
                         [f"features.{quote_identifier(name)}" for name in chosen.categorical])
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
-        return warehouse.execute(TRAINING_QUERY.format(columns=columns),
-                                 {"snapshot_date": ctx.snapshot_date.isoformat()}).df()
+        return fetch_frame(warehouse.execute(TRAINING_QUERY.format(columns=columns),
+                                             {"snapshot_date": ctx.snapshot_date.isoformat()}))
 
 
 def split_customers(frame, test_size: float, seed: int):
