@@ -39,8 +39,10 @@ def add(line: str):
 
 
 def break_pipeline_sql(settings: Settings) -> None:
-    features = settings.sql_dir / "labels.sql"
-    features.write_text(features.read_text().replace("SELECT DISTINCT snapshot_date", "SELEC DISTINCT snapshot_date"))
+    labels = settings.sql_dir / "labels.sql"
+    text = labels.read_text()
+    assert "SELECT DISTINCT customer_id" in text  # the statement this case breaks
+    labels.write_text(text.replace("SELECT DISTINCT customer_id", "SELEC DISTINCT customer_id"))
 
 
 CASES = {
