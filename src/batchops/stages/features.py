@@ -68,13 +68,13 @@ def build_features(ctx: RunContext) -> dict[str, Any]:
     parameters = {"snapshot_date": ctx.snapshot_date.isoformat(), **feature_parameters(ctx.pipeline)}
     with ctx.logger("build_features").timed("build_features", **parameters) as logged, \
             open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
-        runs = per_date_parameters(parameters, customer_bounds(warehouse, parameters["snapshot_date"],
-                                                               ctx.settings.feature_partition_customers))
+        bounds = customer_bounds(warehouse, parameters["snapshot_date"], ctx.settings.feature_partition_customers)
+        runs = per_date_parameters(parameters, bounds)
         for name in ctx.pipeline.features.sql:
             for run_parameters in runs:
                 run_sql_file(warehouse, ctx.settings.sql_dir, name, run_parameters)
         counts = dict(warehouse.execute(
             "SELECT purpose, count(*) FROM features WHERE source_snapshot = CAST($d AS DATE) GROUP BY ALL",
             {"d": parameters["snapshot_date"]}).fetchall())
-        logged.update(rows=counts, customer_ranges=len(runs) // len(feature_dates(ctx.snapshot_date, parameters)))
+        logged.update(rows=counts, customer_ranges=len(bounds) + 1)
     return {"rows": counts}
