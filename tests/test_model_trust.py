@@ -18,7 +18,7 @@ from batchops.stages.features import build_features
 from batchops.stages.ingest import ingest
 from batchops.stages.load import load
 from batchops.stages.score import score
-from batchops.stages.train import out_of_time_backtest, train
+from batchops.stages.train import out_of_time_backtest, split_customers, stratified_sample, train
 from batchops.stages.validate import validate
 from batchops.warehouse import open_warehouse
 
@@ -92,6 +92,41 @@ def test_calibration_is_applied_when_asked(method):
     frame = windows_frame(seed=5, signal=2.0)
     report, _, _ = out_of_time_backtest(frame, CHOSEN, ModelSettings(calibration=method), horizon_days=30)
     assert report["available"] and report["brier"] < 0.25 and report["roc_auc"] > 0.75
+
+
+def test_stratified_sample_keeps_each_class_share_without_repeats():
+    rng = np.random.default_rng(8)
+    labels = (rng.random(100_000) < 0.13).astype(np.int8)
+    positions = np.flatnonzero(rng.random(100_000) < 0.7)
+    drawn = stratified_sample(positions, labels, 5_000, seed=1)
+    assert len(drawn) == 5_000 and len(np.unique(drawn)) == 5_000 and np.isin(drawn, positions).all()
+    assert abs(labels[drawn].mean() - labels[positions].mean()) < 0.5 / 5_000 + 1e-9  # the share to one row
+    assert np.array_equal(drawn, stratified_sample(positions, labels, 5_000, seed=1))  # reproducible
+    assert not np.array_equal(drawn, stratified_sample(positions, labels, 5_000, seed=2))
+    assert np.array_equal(stratified_sample(positions, labels, len(positions), seed=1), positions)
+
+
+def test_customer_split_holds_out_whole_customers_in_the_test_share():
+    frame = windows_frame(seed=9, signal=1.0).rename(columns={"customer_id": "customer_key"})
+    train_positions, test_positions = split_customers(frame, 0.25, seed=3)
+    assert len(train_positions) + len(test_positions) == len(frame)
+    keys = frame["customer_key"].to_numpy()
+    assert not set(keys[train_positions]) & set(keys[test_positions])
+    customers = len(np.unique(keys))
+    assert len(np.unique(keys[test_positions])) == int(np.ceil(0.25 * customers))
+
+
+@pytest.mark.parametrize("solver", ["newton-cholesky", "lbfgs"])
+def test_both_solvers_learn_the_same_model(solver):
+    frame = windows_frame(seed=10, signal=1.5)
+    report, _, _ = out_of_time_backtest(frame, CHOSEN, ModelSettings(solver=solver), horizon_days=30)
+    reference, _, _ = out_of_time_backtest(frame, CHOSEN, ModelSettings(solver="lbfgs"), horizon_days=30)
+    assert report["available"] and abs(report["roc_auc"] - reference["roc_auc"]) < 1e-3
+
+
+def test_an_unknown_solver_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="newton-cholesky"):
+        ModelSettings(solver="sag")
 
 
 def test_psi_is_zero_for_the_same_shares_and_large_for_a_shift():

@@ -17,7 +17,7 @@ def scratch_connection(settings: Settings):
     return connection
 
 
-def fetch_frame(result, vectors_per_chunk: int = 20):
+def fetch_frame(result, vectors_per_chunk: int = 20, categorical: list[str] | tuple[str, ...] = ()):
     """A DuckDB result as one DataFrame, fetched chunk by chunk (20 vectors = 40,960 rows each). `.df()`
     first materializes the whole result inside DuckDB, then converts it: at 6M training rows that held both
     copies at once (2.6 GiB peak against 1.9 GiB chunked)."""
@@ -33,4 +33,8 @@ def fetch_frame(result, vectors_per_chunk: int = 20):
         return result.df()  # no rows: the empty frame with the result's columns
     frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     chunks.clear()
+    # categories, not strings: the model's one-hot encoder reads a category column's codes (1M rows:
+    # predict 0.16 s against 0.40 s on Arrow strings) and the frame holds each distinct value once
+    for name in categorical:
+        frame[name] = frame[name].astype("category")
     return frame

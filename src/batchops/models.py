@@ -50,7 +50,7 @@ def build_model(settings: ModelSettings, numeric: list[str], categorical: list[s
         ]), categorical))
     return Pipeline([
         ("features", ColumnTransformer(parts)),
-        ("classifier", LogisticRegression(C=settings.C, max_iter=settings.max_iter,
+        ("classifier", LogisticRegression(C=settings.C, max_iter=settings.max_iter, solver=settings.solver,
                                           class_weight=settings.class_weight, random_state=settings.random_state)),
     ])
 

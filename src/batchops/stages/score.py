@@ -148,7 +148,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
                                 else quote_identifier(name) for name in registered.features)
             features_frame = fetch_frame(warehouse.execute(
                 f"SELECT customer_id, {columns} FROM features WHERE source_snapshot = CAST($d AS DATE) "
-                "AND purpose = 'score' ORDER BY customer_id", {"d": snapshot}))
+                "AND purpose = 'score' ORDER BY customer_id", {"d": snapshot}),
+                categorical=[name for name in registered.features if types[name] == "VARCHAR"])
             expected = warehouse.execute("SELECT count(DISTINCT customer_id) FROM customers "
                                          "WHERE snapshot_date = CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
         drift = check_drift(ctx, registered, features_frame)

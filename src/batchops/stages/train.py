@@ -57,24 +57,46 @@ def read_training_frame(ctx: RunContext, chosen):
                         [f"features.{quote_identifier(name)}" for name in chosen.categorical])
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         return fetch_frame(warehouse.execute(TRAINING_QUERY.format(columns=columns),
-                                             {"snapshot_date": ctx.snapshot_date.isoformat()}))
+                                             {"snapshot_date": ctx.snapshot_date.isoformat()}),
+                           categorical=chosen.categorical)
+
+
+def stratified_sample(positions, labels, size: int, seed: int):
+    """`size` of `positions` drawn without replacement, each label class in its share, sorted. numpy's
+    generator instead of scikit-learn's StratifiedShuffleSplit, which permutes every position per class:
+    1.5 s of train at a million customers for the same draw."""
+    import numpy as np
+
+    positions = np.asarray(positions)
+    if size >= len(positions):
+        return positions
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels[positions], return_counts=True)
+    quotas = np.floor(counts * size / len(positions)).astype(int)
+    # the rows the floor left over go to the classes with the largest remainders
+    remainders = counts * size / len(positions) - quotas
+    quotas[np.argsort(-remainders, kind="stable")[:size - quotas.sum()]] += 1
+    drawn = [rng.choice(positions[labels[positions] == cls], quota, replace=False)
+             for cls, quota in zip(classes, quotas, strict=True) if quota]
+    return np.sort(np.concatenate(drawn))
 
 
 def split_customers(frame, test_size: float, seed: int):
     """(train positions, holdout positions): a stratified share of customers (all their rows) is held out, so
     no customer is on both sides. Works on integer codes: pandas groupby over string ids costs seconds at a
     million customers."""
+    import math
+
     import numpy as np
     import pandas as pd
-    from sklearn.model_selection import train_test_split
 
     codes, customers = pd.factorize(frame["customer_key"])
     latest_label = np.zeros(len(customers), dtype=np.int8)
     latest_label[codes] = frame["label"].to_numpy()  # rows come ordered by date: the last write is the latest
-    counts = np.bincount(latest_label, minlength=2)
-    stratify = latest_label if counts.min() >= 2 else None
-    _, test_codes = train_test_split(np.arange(len(customers)), test_size=test_size, random_state=seed,
-                                     stratify=stratify)
+    test_count = min(max(math.ceil(test_size * len(customers)), 1), len(customers) - 1)
+    if np.bincount(latest_label, minlength=2).min() < 2:
+        latest_label = np.zeros_like(latest_label)  # too few of a class to stratify: a plain random share
+    test_codes = stratified_sample(np.arange(len(customers)), latest_label, test_count, seed)
     is_test_customer = np.zeros(len(customers), dtype=bool)
     is_test_customer[test_codes] = True
     is_test = is_test_customer[codes]
@@ -84,11 +106,7 @@ def split_customers(frame, test_size: float, seed: int):
 def capped_rows(frame, positions, limit: int, seed: int):
     """The rows at `positions`, or a stratified sample of at most `limit` of them. Positions are drawn first
     and the frame is indexed once, so millions of rows are never copied to keep a few hundred thousand."""
-    from sklearn.model_selection import train_test_split
-
-    if len(positions) > limit:
-        positions, _ = train_test_split(positions, train_size=limit, random_state=seed,
-                                        stratify=frame["label"].to_numpy()[positions])
+    positions = stratified_sample(positions, frame["label"].to_numpy(), limit, seed)
     rows = frame.iloc[positions]
     narrow = rows.select_dtypes("float32").columns
     return rows.astype(dict.fromkeys(narrow, "float64")) if len(narrow) else rows
@@ -116,13 +134,16 @@ def out_of_time_backtest(frame, chosen, settings, horizon_days: int):
     """(report, window rows, window scores): a model fitted on the windows whose label period ends before the
     latest labelled window starts, judged on that window. report["available"] is False (with why) when the
     training windows do not allow it."""
+    import numpy as np
+
     split = out_of_time_positions(frame, horizon_days)
     if split is None:
         return {"available": False, "reason": "needs a training window whose label period ends before the latest "
                 "one starts (label.training_snapshots >= 2 and snapshot_step_days >= horizon_days)"}, None, None
     past, window_positions, window_date = split
     labels_all = frame["label"].to_numpy()
-    if len(set(labels_all[past])) < 2 or len(set(labels_all[window_positions])) < 2:
+    # np.unique, not set(): a Python set over a million numpy scalars cost 2.4 s
+    if len(np.unique(labels_all[past])) < 2 or len(np.unique(labels_all[window_positions])) < 2:
         return {"available": False, "reason": "the earlier windows or the latest window have only one label "
                 "class"}, None, None
     model = make_model(settings, chosen)
@@ -135,7 +156,7 @@ def out_of_time_backtest(frame, chosen, settings, horizon_days: int):
     labels = window["label"].to_numpy()
     start = str(window_date)[:10]
     report = {"available": True, **classification_metrics(labels, scores),
-              "fitted_on_windows": sorted({str(d)[:10] for d in set(frame["snapshot_date"].to_numpy()[past])}),
+              "fitted_on_windows": sorted({str(d)[:10] for d in np.unique(frame["snapshot_date"].to_numpy()[past])}),
               "n_fit": int(len(fit_rows)), "scored_window": start,
               "label_period": f"[{start}, {start} + {horizon_days} days)",
               "lift": lift_table(labels, scores), "reliability": reliability_curve(labels, scores)}
