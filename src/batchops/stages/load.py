@@ -57,6 +57,10 @@ def load(ctx: RunContext) -> dict[str, Any]:
     derived = [entity for entity in ctx.pipeline.derived_entities if entity not in ctx.provider.entities]
     with log.timed("load", snapshot_date=ctx.snapshot_date.isoformat(), load_id=ctx.run_id) as logged:
         with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+            # Rows of a snapshot carry no order (every reader groups or sorts), and keeping the file's order
+            # made the insert's parallel row groups be rewritten at the closing checkpoint: M 14.0 s -> 9.8 s
+            # for 20M transactions, and a 20% smaller file.
+            warehouse.execute("SET preserve_insertion_order = false")
             with transaction(warehouse):
                 for entity in ctx.provider.entities:
                     counts[entity] = _load_entity(warehouse, ctx, entity)
