@@ -76,11 +76,14 @@ def _predict(model, features_frame, feature_columns: list[str]):
 def _write_predictions(connection, frame, folder: Path, between_files=lambda: None) -> None:
     """Parquet and CSV; ids that start like a formula (FORMULA_START) get a leading ' in the CSV only."""
     connection.register("scored", frame)
-    connection.execute(f"COPY scored TO {string_literal(str(folder / 'predictions.parquet'))} (FORMAT parquet)")
+    # snapshot_date as DATE whatever the frame holds (a datetime64 column: converting a million Python date
+    # objects cost 0.55 s of the two copies)
+    connection.execute("COPY (SELECT customer_id, score, CAST(snapshot_date AS DATE) AS snapshot_date, model_id "
+                       f"FROM scored) TO {string_literal(str(folder / 'predictions.parquet'))} (FORMAT parquet)")
     between_files()
     connection.execute(
         "COPY (SELECT CASE WHEN regexp_matches(customer_id, $formula_start) THEN '''' || customer_id "
-        "ELSE customer_id END AS customer_id, score, snapshot_date, model_id FROM scored) "
+        "ELSE customer_id END AS customer_id, score, CAST(snapshot_date AS DATE) AS snapshot_date, model_id FROM scored) "
         f"TO {string_literal(str(folder / 'predictions.csv'))} (HEADER, DELIMITER ',')", {"formula_start": FORMULA_START})
     connection.unregister("scored")
 
@@ -157,7 +160,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
         scores = _predict(model, features_frame, registered.features)
         sanity_check(features_frame["customer_id"], scores, expected)
         predictions = pd.DataFrame({"customer_id": features_frame["customer_id"], "score": scores,
-                                    "snapshot_date": ctx.snapshot_date, "model_id": registered.model_id})
+                                    "snapshot_date": np.full(len(scores), np.datetime64(snapshot, "s")),
+                                    "model_id": registered.model_id})
         scratch = scratch_connection(ctx.settings)
         try:
             replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(
