@@ -266,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sizes {unknown}; choose from {list(SIZES)}")
     if not (SHARED_BENCH / "gen_scale.py").exists():
         parser.error(f"the shared anchors are not at {SHARED_BENCH}; set BATCHOPS_SHARED_BENCH")
+    if args.workdir:
+        try:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"cannot create --workdir {args.workdir}: {exc}; give a folder on a disk with room for "
+                         "the data (about 3 GB at L) that this user can write")
     results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "duckdb_memory_limit": args.memory_limit, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="batchops-bench-", dir=args.workdir) as work:
