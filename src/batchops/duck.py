@@ -38,3 +38,10 @@ def fetch_frame(result, vectors_per_chunk: int = 20, categorical: list[str] | tu
     for name in categorical:
         frame[name] = frame[name].astype("category")
     return frame
+
+
+def widen_floats(frame):
+    """`frame` with its float32 columns as float64: read narrow to save memory, computed on wide (the model's
+    arithmetic). The frame itself when it has none."""
+    narrow = frame.select_dtypes("float32").columns
+    return frame.astype(dict.fromkeys(narrow, "float64")) if len(narrow) else frame

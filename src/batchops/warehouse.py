@@ -130,6 +130,10 @@ class LockedConnection:
         with self.explained():
             return self.duckdb.execute(*args, **kwargs)
 
+    def register(self, name: str, frame) -> None:
+        """Make a pandas frame queryable as `name` on this connection (DuckDB reads it in place)."""
+        self.duckdb.register(name, frame)
+
     @contextmanager
     def explained(self) -> Iterator[None]:
         """Turn a full disk or a damaged file into a message that names the cause and the fix."""

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from batchops.artifacts import read_json, replace_dir_atomic, write_json_atomic
-from batchops.duck import fetch_frame, scratch_connection
+from batchops.duck import fetch_frame, scratch_connection, widen_floats
 from batchops.errors import DriftError, ModelIntegrityError, SanityCheckError
 from batchops.faults import crash_point, fail_once
 from batchops.models import (
@@ -66,9 +66,7 @@ def sanity_check(customer_ids, scores, expected_customers: int) -> None:
 def _predict(model, features_frame, feature_columns: list[str]):
     scores = np.empty(len(features_frame), dtype="float64")
     for start in range(0, len(features_frame), CHUNK_ROWS):
-        chunk = features_frame.iloc[start:start + CHUNK_ROWS][feature_columns]
-        narrow = chunk.select_dtypes("float32").columns
-        chunk = chunk.astype(dict.fromkeys(narrow, "float64")) if len(narrow) else chunk
+        chunk = widen_floats(features_frame.iloc[start:start + CHUNK_ROWS][feature_columns])
         scores[start:start + CHUNK_ROWS] = model.predict_proba(chunk)[:, 1]
     return scores
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
 from batchops.config import Guardrails, feature_set
-from batchops.duck import fetch_frame
+from batchops.duck import fetch_frame, widen_floats
 from batchops.errors import DataQualityError
 from batchops.models import (
     REGISTRY_SIDECAR,
@@ -81,7 +81,7 @@ def read_training_rows(ctx: RunContext, chosen, keys, positions):
                          for name in chosen.numeric] +
                         [f"features.{quote_identifier(name)}" for name in chosen.categorical])
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
-        warehouse.duckdb.register("wanted", wanted)
+        warehouse.register("wanted", wanted)
         rows = fetch_frame(warehouse.execute(TRAINING_ROWS_QUERY.format(columns=columns),
                                              {"snapshot_date": ctx.snapshot_date.isoformat()}),
                            categorical=chosen.categorical)
@@ -92,8 +92,7 @@ def read_training_rows(ctx: RunContext, chosen, keys, positions):
                                f"{ctx.snapshot_date}; clear build_features and train to rebuild them")
     rows = rows.set_index("position").sort_index()
     rows["label"] = keys["label"].to_numpy()[rows.index.to_numpy()]
-    narrow = rows.select_dtypes("float32").columns
-    return rows.astype(dict.fromkeys(narrow, "float64")) if len(narrow) else rows
+    return widen_floats(rows)
 
 
 def stratified_sample(positions, labels, size: int, seed: int):
@@ -138,15 +137,6 @@ def split_customers(frame, test_size: float, seed: int):
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
 
 
-def frame_rows(frame):
-    """rows_at for a frame held whole: the rows at some positions, float32 widened to float64."""
-    def rows_at(positions):
-        rows = frame.iloc[positions]
-        narrow = rows.select_dtypes("float32").columns
-        return rows.astype(dict.fromkeys(narrow, "float64")) if len(narrow) else rows
-    return rows_at
-
-
 def backtest_positions(frame, settings, horizon_days: int):
     """(fit sample, window sample, window date) of the out-of-time backtest as positions of `frame`, or
     (None, None, why) when the training windows do not allow one."""
@@ -186,15 +176,16 @@ def evaluate(model, holdout, features: list[str]) -> dict[str, float]:
     return metrics
 
 
-def out_of_time_backtest(frame, chosen, settings, horizon_days: int, rows_at=None):
+def out_of_time_backtest(frame, chosen, settings, horizon_days: int, rows_at=None, positions=None):
     """(report, window rows, window scores): a model fitted on the windows whose label period ends before the
     latest labelled window starts, judged on that window. report["available"] is False (with why) when the
     training windows do not allow it. `frame` needs snapshot_date and label; rows_at(positions) gives the
-    model's columns of those rows (default: `frame` holds them)."""
+    model's columns of those rows (default: `frame` holds them); `positions` is backtest_positions' answer
+    when the caller has it already."""
     import numpy as np
 
-    rows_at = rows_at or frame_rows(frame)
-    fit_positions, window_positions, window_date = backtest_positions(frame, settings, horizon_days)
+    rows_at = rows_at or (lambda chosen_positions: widen_floats(frame.iloc[chosen_positions]))
+    fit_positions, window_positions, window_date = positions or backtest_positions(frame, settings, horizon_days)
     if fit_positions is None:
         return {"available": False, "reason": window_date}, None, None
     model = make_model(settings, chosen)
@@ -302,16 +293,17 @@ def train(ctx: RunContext) -> dict[str, Any]:
     train_positions, holdout_positions = split_customers(frame, settings.test_size, settings.random_state)
     train_sample = stratified_sample(train_positions, labels_all, settings.max_train_rows, settings.random_state)
     holdout_sample = stratified_sample(holdout_positions, labels_all, settings.max_train_rows, settings.random_state)
-    backtest_fit, backtest_window, _ = backtest_positions(frame, settings, horizon)
+    backtest = backtest_positions(frame, settings, horizon)
     # one read of the features of every sampled row (at most 4 x max_train_rows), whatever the drop's size
-    sampled = [p for p in (train_sample, holdout_sample, backtest_fit, backtest_window) if p is not None]
+    sampled = [p for p in (train_sample, holdout_sample, *backtest[:2]) if p is not None]
     rows = read_training_rows(ctx, chosen, frame, np.concatenate(sampled))
 
     def rows_at(positions):
         return rows.loc[positions]
 
     with log.timed("backtest") as logged:
-        forward, window_rows, window_scores = out_of_time_backtest(frame, chosen, settings, horizon, rows_at)
+        forward, window_rows, window_scores = out_of_time_backtest(frame, chosen, settings, horizon, rows_at,
+                                                                   backtest)
         logged.update({k: forward[k] for k in ("available", "roc_auc", "scored_window") if k in forward})
     train_rows, holdout = rows_at(train_sample), rows_at(holdout_sample)  # holdout: the judged rows
     with log.timed("fit", n_train=len(train_rows), n_test=len(holdout)):
