@@ -19,7 +19,7 @@ from batchops.settings import Settings  # noqa: E402
 from batchops.stages.ingest import ingest  # noqa: E402
 from batchops.stages.load import load  # noqa: E402
 from batchops.stages.validate import validate  # noqa: E402
-from batchops.warehouse import open_warehouse  # noqa: E402
+from batchops.storage.warehouse import open_warehouse  # noqa: E402
 
 from conftest import make_drop, run_context  # noqa: E402
 

@@ -31,7 +31,7 @@ from batchops.stages.load import load
 from batchops.stages.score import score
 from batchops.stages.train import train
 from batchops.stages.validate import dq_verdict, validate
-from batchops.warehouse import open_warehouse, warehouse_path
+from batchops.storage.warehouse import open_warehouse, warehouse_path
 
 from conftest import REPO, SNAPSHOT, delivered_earlier, make_drop, run_context
 

@@ -116,13 +116,20 @@ def test_broken_provider_file_is_reported_and_others_still_load(project, case, b
                      kept="other providers load; error DAG shows it")
 
 
-def test_two_files_with_the_same_provider_id_keep_the_first(project, bad_input):
-    copy = write(project.config_dir / "zz_copy.yaml", (project.config_dir / "provider_a.yaml").read_text())
+@pytest.mark.parametrize("copy_name", ["a_copy.yaml", "zz_copy.yaml"])
+def test_two_files_with_the_same_provider_id_are_both_refused_naming_each_other(project, copy_name, bad_input):
+    original = project.config_dir / "provider_a.yaml"
+    copy = write(project.config_dir / copy_name, original.read_text())
     config_set = load(project)
-    assert "already defined in" in config_set.broken_files[str(copy)][0].reason
-    assert config_set.provider_files["provider_a"].name == "provider_a.yaml"
-    bad_input.record("config", "two files with the same provider id", config_set.broken_files[str(copy)][0],
-                     home=project.home, kept="the first file keeps working")
+    assert "provider_a" not in config_set.providers  # sorting first no longer takes the provider over
+    for file, other in ((copy, original), (original, copy)):
+        reason = config_set.broken_files[str(file)][0].reason
+        assert "also defined in" in reason and str(other) in reason and "neither file is used" in reason
+    assert set(config_set.providers) == set(SHIPPED_PROVIDERS) - {"provider_a"}
+    bad_input.record("config", f"two files with the same provider id ({copy_name} sorts "
+                     f"{'before' if copy_name < 'provider_a.yaml' else 'after'} the original)",
+                     config_set.broken_files[str(copy)][0], home=project.home,
+                     kept="the other providers load; provider_a's DAGs show the error until one file goes")
 
 
 def test_provider_missing_a_column_the_pipeline_needs_is_refused(project, bad_input):

@@ -11,7 +11,7 @@ from batchops.errors import InputDataError
 from batchops.stages.ingest import ingest
 from batchops.stages.load import load
 from batchops.stages.validate import dq_verdict, validate
-from batchops.warehouse import warehouse_path
+from batchops.storage.warehouse import warehouse_path
 
 from conftest import make_drop, run_context
 

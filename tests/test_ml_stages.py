@@ -20,7 +20,7 @@ from batchops.stages.load import load
 from batchops.stages.score import _write_predictions, sanity_check, score
 from batchops.stages.train import decide_promotion, train
 from batchops.stages.validate import validate
-from batchops.warehouse import open_warehouse
+from batchops.storage.warehouse import open_warehouse
 
 from conftest import SNAPSHOT, make_drop, run_context
 

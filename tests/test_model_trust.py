@@ -20,7 +20,7 @@ from batchops.stages.load import load
 from batchops.stages.score import score
 from batchops.stages.train import out_of_time_backtest, split_customers, stratified_sample, train
 from batchops.stages.validate import validate
-from batchops.warehouse import open_warehouse
+from batchops.storage.warehouse import open_warehouse
 
 from conftest import SNAPSHOT, make_drop, run_context
 

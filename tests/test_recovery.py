@@ -13,12 +13,13 @@ import textwrap
 import duckdb
 
 from batchops.artifacts import write_json_atomic
-from batchops.recovery import begin_attempt, owner_tag, remove_leftovers
-from batchops.runlog import HOST, RunLogger, read_events
+from batchops.owner import HOST, owner_tag
+from batchops.recovery import begin_attempt, remove_leftovers
+from batchops.runlog import RunLogger, read_events
 from batchops.stages.ingest import ingest
 from batchops.stages.load import load
 from batchops.stages.validate import validate
-from batchops.warehouse import warehouse_path
+from batchops.storage.warehouse import warehouse_path
 
 from conftest import REPO, make_drop, run_context
 

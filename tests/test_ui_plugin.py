@@ -287,7 +287,7 @@ def test_a_300_mb_log_is_read_from_its_tail(client, hostile_run, bad_input):
 
 def test_a_damaged_warehouse_breaks_only_its_own_cells(client, bad_input):
     from batchops.settings import Settings
-    from batchops.warehouse import warehouse_path
+    from batchops.storage.warehouse import warehouse_path
 
     settings = Settings.from_env()
     damaged = warehouse_path(settings, "provider_b")

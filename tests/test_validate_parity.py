@@ -89,7 +89,7 @@ CASES = {
     "a misspelt key": (lambda s: provider_x(s, add("shedule: daily")), "provider_x.yaml: shedule: unknown key"),
     "a duplicate provider id": (
         lambda s: provider_x(s, replace("provider_id: provider_x", "provider_id: provider_b")),
-        "provider_x.yaml: provider_id: 'provider_b' is already defined in"),
+        "provider_x.yaml: provider_id: 'provider_b' is also defined in"),
     "a primary key that is not a column": (
         lambda s: provider_x(s, replace("primary_key: [customer_id]", "primary_key: [client_id]")),
         "provider_x.yaml: entities.customers: primary_key names ['client_id']"),

@@ -28,19 +28,20 @@ class DuckDBWarehouseHook(DbApiHook):
     hook_name = "BatchOps DuckDB warehouse"
     supports_autocommit = True  # DuckDB commits each statement unless a SQL file says BEGIN
 
-    def __init__(self, provider_id: str, settings: Settings, after_statement=None, **kwargs: Any):
+    def __init__(self, provider_id: str, settings: Settings, after_statement=None, held=None, **kwargs: Any):
         super().__init__(warehouse_id=f"batchops_warehouse_{provider_id}", **kwargs)
         self.provider_id = provider_id
         self.settings = settings
         self.after_statement = after_statement
+        self.held = held  # a LockedConnection the operator holds for its whole task, lent to each run()
 
     def get_conn(self):
-        from batchops.warehouse import LockedConnection
+        from batchops.storage.warehouse import LockedConnection
 
-        return LockedConnection(self.settings, self.provider_id)
+        return _Lent(self.held) if self.held is not None else LockedConnection(self.settings, self.provider_id)
 
     def get_uri(self) -> str:
-        from batchops.warehouse import warehouse_path
+        from batchops.storage.warehouse import warehouse_path
 
         return f"duckdb:///{warehouse_path(self.settings, self.provider_id)}"
 
@@ -51,7 +52,7 @@ class DuckDBWarehouseHook(DbApiHook):
         return True
 
     def _run_command(self, cur, sql_statement, parameters):
-        from batchops.warehouse import explain_warehouse_failure, warehouse_path
+        from batchops.storage.warehouse import explain_warehouse_failure, warehouse_path
 
         try:
             # Each statement gets only the $names it uses: DuckDB rejects unused named parameters.
@@ -66,6 +67,22 @@ class DuckDBWarehouseHook(DbApiHook):
             self.after_statement(sql_statement)
 
 
+class _Lent:
+    """A held connection lent to DbApiHook.run, which closes what get_conn gives it: closing it is a no-op."""
+
+    def __init__(self, connection):
+        self._connection = connection
+
+    def cursor(self):
+        return self._connection.cursor()
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+    def close(self) -> None:
+        """The lender closes it."""
+
+
 class WarehouseSQLOperator(SQLExecuteQueryOperator):
     """SQLExecuteQueryOperator on DuckDBWarehouseHook; the rendered SQL shows in the UI."""
 
@@ -76,8 +93,11 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
         self.provider_id = provider_id
         self.settings = settings
 
+    committed_event: str | None = None  # logged while the task still holds the warehouse lock
+
     def get_db_hook(self) -> DuckDBWarehouseHook:
-        return DuckDBWarehouseHook(self.provider_id, self.settings, after_statement=self._after_statement)
+        return DuckDBWarehouseHook(self.provider_id, self.settings, after_statement=self._after_statement,
+                                   held=getattr(self, "_held", None))
 
     def _after_statement(self, statement: str) -> None:
         run_dir = getattr(self, "_run_dir", None)
@@ -92,25 +112,36 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
 
     def execute(self, context):
         from batchops.recovery import begin_attempt
+        from batchops.storage.warehouse import open_warehouse
         from batchops.tasks import failing_fast, run_logger_for
 
         files = [self.sql] if isinstance(self.sql, str) else list(self.sql)
-        parameter_sets = self.parameter_sets(self.parameters or {})
+        rendered = dict(self.parameters or {})
         logger = run_logger_for(context, self.settings)
         self._run_dir = logger.path.parent
         begin_attempt(logger, context["ti"].try_number)
         with failing_fast(self.task_id), logger.timed("stage", task=self.task_id,
                                                       try_number=context["ti"].try_number):
-            result = None
-            for text in files:
-                for parameters in parameter_sets:
-                    # common-sql runs each list item whole; split each rendered file into statements here
-                    # (DuckDB binds parameters one statement at a time).
-                    self.sql, self.parameters = DbApiHook.split_sql_string(text), parameters
-                    result = super().execute(context)
+            # One connection, so one hold of the provider lock, for every file and date: no other writer
+            # (another run, a rebuild) comes in between, and the end is logged before anyone else goes on.
+            with open_warehouse(self.settings, self.provider_id) as warehouse:
+                self._held = warehouse
+                try:
+                    result, parameter_sets = None, self.parameter_sets(warehouse, rendered)
+                    for text in files:
+                        for parameters in parameter_sets:
+                            # common-sql runs each list item whole; split each rendered file into statements
+                            # here (DuckDB binds parameters one statement at a time).
+                            self.sql, self.parameters = DbApiHook.split_sql_string(text), parameters
+                            result = super().execute(context)
+                    if self.committed_event:
+                        logger.event(self.committed_event, pipeline=self.dag_id.split("__", 1)[-1],
+                                     snapshot_date=str(rendered.get("snapshot_date")))
+                finally:
+                    self._held = None
             return result
 
-    def parameter_sets(self, parameters: dict) -> list[dict]:
+    def parameter_sets(self, warehouse, parameters: dict) -> list[dict]:
         """The parameters of each run of every SQL file: one run by default."""
         return [parameters]
 
@@ -118,13 +149,12 @@ class WarehouseSQLOperator(SQLExecuteQueryOperator):
 class FeatureSQLOperator(WarehouseSQLOperator):
     """The feature SQL files, each run once per as-of date of the drop (batchops.stages.features)."""
 
-    def parameter_sets(self, parameters: dict) -> list[dict]:
-        from batchops.stages.features import customer_bounds, per_date_parameters
-        from batchops.warehouse import open_warehouse
+    committed_event = "features_built"
 
-        with open_warehouse(self.settings, self.provider_id) as warehouse:
-            bounds = customer_bounds(warehouse, str(parameters["snapshot_date"]),
-                                     self.settings.feature_partition_customers)
+    def parameter_sets(self, warehouse, parameters: dict) -> list[dict]:
+        from batchops.stages.features import customer_bounds, per_date_parameters
+
+        bounds = customer_bounds(warehouse, str(parameters["snapshot_date"]), self.settings.feature_partition_customers)
         return per_date_parameters(parameters, bounds)
 
 
@@ -134,16 +164,18 @@ class ApprovedModelSensor(BaseSensorOperator):
     template_fields = ("snapshot_date",)
 
     def __init__(self, *, provider_id: str, model_pipeline: str, settings: Settings, snapshot_date: str,
-                 **kwargs: Any):
+                 trained_in_run: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.provider_id = provider_id
         self.model_pipeline = model_pipeline
         self.settings = settings
         self.snapshot_date = snapshot_date
+        # after this run's own train: a rejected model with no approved one before it will not change by waiting
+        self.trained_in_run = trained_in_run
 
     def poke(self, context) -> bool:
-        from batchops.errors import WarehouseError
-        from batchops.models import find_approved_model, verify_model_file
+        from batchops.errors import ModelRejectedError, WarehouseError
+        from batchops.models import find_approved_model, find_rejection, verify_model_file
         from batchops.runcontext import parse_snapshot_date
 
         as_of: date = parse_snapshot_date(self.snapshot_date)
@@ -151,10 +183,17 @@ class ApprovedModelSensor(BaseSensorOperator):
             # A poke must not hang on a busy warehouse: wait a few seconds at most, then poke again later.
             quick = dataclasses.replace(self.settings, warehouse_lock_timeout_seconds=5.0)
             model = find_approved_model(quick, self.provider_id, self.model_pipeline, as_of)
+            rejection = find_rejection(quick, self.provider_id, self.model_pipeline, as_of) \
+                if model is None and self.trained_in_run else None
         except WarehouseError as exc:  # another run holds the warehouse: look again at the next poke
             self.log.info("warehouse busy, will poke again: %s", exc)
             return False
         if model is None:
+            if rejection:
+                raise ModelRejectedError(
+                    f"this run's model was not approved and no earlier approved model of {self.provider_id}/"
+                    f"{self.model_pipeline} trained on or before {as_of} can score instead: {rejection}. Fix what the "
+                    "guardrail names (more or other data, or the provider's guardrails), then run the DAG again")
             self.log.info("no approved model of %s/%s trained on or before %s yet", self.provider_id,
                           self.model_pipeline, as_of)
             return False

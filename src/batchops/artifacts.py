@@ -4,7 +4,6 @@ Temp names carry `<host>-<pid>` so that recovery.remove_leftovers can delete tho
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -16,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from batchops.errors import ArtifactWriteError, RunParameterError
-from batchops.recovery import owner_tag
+from batchops.errors import RunParameterError, explain_os_error
+from batchops.owner import owner_tag
 
 _UNSAFE_RUN_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 ARTIFACT_FILE_MODE = 0o644
@@ -45,18 +44,6 @@ def run_dir_for(runs_root: Path, dag_id: str, run_id: str) -> Path:
     if not path.is_relative_to(runs_root.resolve()):
         raise RunParameterError(f"run folder for {dag_id}/{run_id} would leave {runs_root}")
     return path
-
-
-def explain_os_error(path: Path, exc: OSError) -> ArtifactWriteError:
-    if exc.errno == errno.ENOSPC:
-        hint = "the disk is full; free space and clear the task to re-run it"
-    elif exc.errno == errno.EROFS:
-        hint = "the file system is mounted read-only; make it writable (or point BATCHOPS_RUNS_DIR elsewhere)"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        hint = "the folder is not writable by this user; fix its permissions (or BATCHOPS_RUNS_DIR)"
-    else:
-        hint = exc.strerror or str(exc)
-    return ArtifactWriteError(f"cannot write {path}: {hint}. Earlier artifacts were left as they were.")
 
 
 @contextmanager
@@ -105,12 +92,19 @@ def write_with(target: Path, writer: Callable[[Path], None]) -> Path:
     return target
 
 
-def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
-    """Build a whole folder next to target, then swap it in, so readers never see half of it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{owner_tag()}.", dir=target.parent))
+def new_staging_dir(target: Path) -> Path:
+    """An empty hidden folder beside target (named for this process), to build target's next version in."""
     try:
-        builder(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{target.name}.{owner_tag()}.", dir=target.parent))
+    except OSError as exc:
+        raise explain_os_error(target, exc) from exc
+
+
+def publish_dir(staging: Path, target: Path) -> Path:
+    """Swap a folder built by new_staging_dir in as target, so readers never see half of it. A kill between
+    the two renames leaves `.<target>.old`, which recovery.remove_leftovers puts back."""
+    try:
         os.chmod(staging, ARTIFACT_DIR_MODE)  # mkdtemp makes 0700
         for child in staging.iterdir():
             os.chmod(child, ARTIFACT_FILE_MODE)
@@ -125,10 +119,21 @@ def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise explain_os_error(target, exc) from exc
+    return target
+
+
+def replace_dir_atomic(target: Path, builder: Callable[[Path], None]) -> Path:
+    """Build a whole folder next to target, then swap it in, so readers never see half of it."""
+    staging = new_staging_dir(target)
+    try:
+        builder(staging)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise explain_os_error(target, exc) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
+    return publish_dir(staging, target)
 
 
 def sha256_of_file(path: Path) -> str:

@@ -54,6 +54,8 @@ def validate_command(settings: Settings) -> int:
     issues = dag_set.issues + sql_issues(dag_set.config_set, settings) + serialization_issues(dag_set)
     for issue in issues:
         print(issue, file=sys.stderr)
+    for warning in dag_set.config_set.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     dags = sorted(dag_id for dag_id in dag_set.dags if not dag_id.startswith("batchops_config_error__"))
     print(f"{len(dag_set.config_set.providers)} provider(s), {len(dag_set.config_set.pipelines)} pipeline(s), "
           f"{len(dags)} DAG(s): {', '.join(dags) or 'none'}")
@@ -61,35 +63,78 @@ def validate_command(settings: Settings) -> int:
         files = {issue.file for issue in issues}
         print(f"{len(issues)} problem(s) in {len(files)} file(s)", file=sys.stderr)
         return 1
-    print("all configs are valid")
+    warned = len(dag_set.config_set.warnings)
+    print("all configs are valid" + (f" ({warned} warning(s) above)" if warned else ""))
     return 0
+
+
+def known_provider(config_set, provider_id: str) -> None:
+    """Refuse a provider id that no valid config defines (e.g. ../../x, Provider_A), before any file is touched."""
+    from batchops.storage.backup import MaintenanceError
+
+    if provider_id in config_set.providers:
+        return
+    broken = [file for file, issues in config_set.broken_files.items()
+              if any(provider_id in str(issue) for issue in issues) or Path(file).stem == provider_id]
+    hint = (f"; its config {broken[0]} has errors: fix it first (python -m batchops validate)" if broken else
+            f"; known: {', '.join(sorted(config_set.providers)) or 'none'}")
+    raise MaintenanceError(f"--provider {provider_id!r} is not a provider of {config_set_folder(config_set)}{hint}")
+
+
+def config_set_folder(config_set) -> str:
+    files = list(config_set.provider_files.values()) + [Path(f) for f in config_set.broken_files]
+    return str(files[0].parent) if files else "the config folder"
 
 
 def maintenance_command(settings: Settings, args: argparse.Namespace) -> int:
-    from batchops import maintenance
+    from batchops.storage import backup as backups
+    from batchops.storage.rebuild import rebuild
 
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    known_provider(config_set, args.provider)
+    exit_code = 0
     if args.command == "backup":
-        result = maintenance.backup(settings, args.provider, args.keep)
+        result = backups.backup(settings, args.provider, args.keep)
         print(f"backed up {args.provider} to {result['backup']} ({result['bytes']:,} bytes, "
-              f"{len(result['tables'])} tables); removed by retention: {result['removed'] or 'none'}")
+              f"{len(result['tables'])} tables, manifest {Path(result['manifest']).name}); removed by retention: "
+              f"{', '.join(result['removed']) or 'none'}")
     elif args.command == "restore":
         if args.list:
-            for backup in maintenance.list_backups(settings, args.provider):
-                print(backup)
+            for backup in backups.list_backups(settings, args.provider):
+                verified = "manifest" if backups.manifest_path(backup).is_file() else "NO MANIFEST: cannot be restored"
+                print(f"{backup} ({verified})")
             return 0
-        result = maintenance.restore(settings, args.provider, args.backup)
-        print(f"restored {result['warehouse']} from {result['restored_from']} ({len(result['tables'])} tables); "
-              f"the replaced file is kept as {result['previous_file'] or '(there was none)'}")
-    else:
-        config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-        result = maintenance.rebuild(settings, config_set, args.provider, args.since)
-        loaded = [s for s in result["snapshots"] if s["loaded"]]
-        print(f"rebuilt {result['warehouse']} from {len(loaded)} of {len(result['snapshots'])} landing drops; "
-              f"{len(result['models_registered'])} model(s) re-registered; the replaced file is kept as "
+        result = backups.restore(settings, args.provider, args.backup)
+        print(f"restored {result['warehouse']} from {result['restored_from']} (verified against its manifest: "
+              f"{len(result['tables'])} tables, sha256); the replaced file is kept as "
               f"{result['previous_file'] or '(there was none)'}")
+    else:
+        result = rebuild(settings, config_set, args.provider, args.since, skip=args.skip or ())
+        loaded = [s for s in result["snapshots"] if s["loaded"]]
+        skipped = f" ({len(result['skipped'])} left out by --skip)" if result["skipped"] else ""
+        print(f"rebuilt {result['warehouse']} from {len(loaded)} of {len(result['snapshots'])} landing drops"
+              f"{skipped}; {len(result['models_registered'])} model(s) re-registered; the replaced file is kept as "
+              f"{result['previous_file'] or '(there was none)'}")
+        exit_code = report_rebuild_problems(result, args.provider)
     if args.json:
         print(json.dumps(result, indent=2, default=str))
-    return 0
+    return exit_code
+
+
+def report_rebuild_problems(result: dict, provider_id: str) -> int:
+    """1 with one line per drop, run folder or model the rebuild could not take, else 0."""
+    lines = [f"  drop {r['snapshot_date']}: {r['failed']}" for r in result["failed"]]
+    lines += [f"  run folder: {problem}" for problem in result["unreadable_runs"]]
+    lines += [f"  model: {reason}" for reason in result["models_skipped"]]
+    if not lines:
+        return 0
+    print(f"batchops rebuild: INCOMPLETE, {len(lines)} thing(s) could not be rebuilt:", file=sys.stderr)
+    print("\n".join(lines), file=sys.stderr)
+    if result["failed"]:
+        skips = " ".join(f"--skip {r['snapshot_date']}" for r in result["failed"])
+        print(f"Fix those drops and rebuild again, or leave them out knowingly: python -m batchops rebuild "
+              f"--provider {provider_id} {skips}", file=sys.stderr)
+    return 1
 
 
 def check_worker_command(settings: Settings) -> int:
@@ -111,19 +156,39 @@ def check_worker_command(settings: Settings) -> int:
     return 0
 
 
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of 1 or more (the newest backups to keep, "
+                                         "the new one included)")
+    return value
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batchops", description=__doc__)
     parser.add_argument("--home", type=Path, help="project folder (default: BATCHOPS_HOME or the current folder)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("validate", help="validate every provider and pipeline config")
     backup = commands.add_parser("backup", help="copy a provider's warehouse to warehouse/backups/<provider>/")
-    backup.add_argument("--keep", type=int, help="backups to keep (default BATCHOPS_BACKUP_RETENTION, 7)")
+    backup.add_argument("--keep", type=positive_count, help="backups to keep, 1 or more (default "
+                                                            "BATCHOPS_BACKUP_RETENTION, 7)")
     restore = commands.add_parser("restore", help="replace a provider's warehouse by a backup (default: newest)")
     restore.add_argument("--backup", type=Path, help="the backup file (see --list)")
     restore.add_argument("--list", action="store_true", help="list the provider's backups, oldest first")
     rebuild = commands.add_parser("rebuild", help="rebuild a provider's warehouse from its landing drops")
-    rebuild.add_argument("--from", dest="since", type=date.fromisoformat,
-                         help="leave out drops before this date (YYYY-MM-DD)")
+    rebuild.add_argument("--from", dest="since", type=iso_date, help="leave out drops before this date (YYYY-MM-DD)")
+    rebuild.add_argument("--skip", action="append", type=iso_date, metavar="DATE",
+                         help="leave out the drop of this date (YYYY-MM-DD); repeat for several")
     commands.add_parser("check-worker", help="warn when worker concurrency x DuckDB threads exceeds the cores "
                                              "(run before `airflow celery worker`)")
     for command in (backup, restore, rebuild):

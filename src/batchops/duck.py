@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from batchops.settings import Settings
-from batchops.warehouse import duckdb_config
+from batchops.storage.warehouse import duckdb_config
 
 
 def scratch_connection(settings: Settings):

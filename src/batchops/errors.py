@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class BatchOpsError(Exception):
     """Base class: a failure with a message meant for the person running the pipeline."""
@@ -47,6 +50,10 @@ class ModelIntegrityError(BatchOpsError):
     """A model artifact is missing, tampered with, or does not fit the features."""
 
 
+class ModelRejectedError(BatchOpsError):
+    """The run's model was not approved and no earlier approved model can stand in; waiting cannot help."""
+
+
 class SanityCheckError(BatchOpsError):
     """Predictions failed a check before publishing; nothing was published."""
 
@@ -63,3 +70,16 @@ class ArtifactWriteError(BatchOpsError):
 def is_duckdb_error(exc: BaseException) -> bool:
     """True for DuckDB's own exceptions (their module is `_duckdb`), without importing duckdb."""
     return type(exc).__module__.lstrip("_").startswith("duckdb")
+
+
+def explain_os_error(path: Path, exc: OSError) -> ArtifactWriteError:
+    """An OSError while writing `path`, as the user-facing error that names the cause and the fix."""
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free space and clear the task to re-run it"
+    elif exc.errno == errno.EROFS:
+        hint = "the file system is mounted read-only; make it writable (or point BATCHOPS_RUNS_DIR elsewhere)"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        hint = "the folder is not writable by this user; fix its permissions (or BATCHOPS_RUNS_DIR)"
+    else:
+        hint = exc.strerror or str(exc)
+    return ArtifactWriteError(f"cannot write {path}: {hint}. Earlier artifacts were left as they were.")

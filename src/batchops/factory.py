@@ -80,7 +80,7 @@ def _build_wait_for_model(binding: StageBinding):
     return ApprovedModelSensor(
         task_id="wait_for_model", provider_id=binding.provider.provider_id,
         model_pipeline=binding.pipeline.model_pipeline, settings=binding.settings, snapshot_date=SNAPSHOT_XCOM,
-        mode=sensor.mode, poke_interval=sensor.poke_interval_seconds, timeout=sensor.timeout_seconds,
+        trained_in_run="train" in binding.pipeline.stages, mode=sensor.mode, poke_interval=sensor.poke_interval_seconds, timeout=sensor.timeout_seconds,
         doc_md="Waits for an approved, sha256-verified model trained on or before snapshot_date.")
 
 

@@ -4,6 +4,8 @@ Two switches, read from the task process's environment, each acting once per DAG
   BATCHOPS_FAIL_ONCE=<point>[,<point>...]   raise an error at the point (a clean failure)
   BATCHOPS_CRASH_AT=<point>[,<point>...]    SIGKILL this process at the point (no cleanup runs: what
                                             kill -9, the OOM killer or a lost machine do)
+  BATCHOPS_PAUSE_AT=<point>[,<point>...]    stop at the point until `<marker>.resume` exists (a test makes
+                                            another process act at that exact moment)
 A point is `<stage>` or `<stage>.<where>` (e.g. `load.in_transaction`), optionally prefixed by a
 DAG id (`provider_a__propensity_model.load.in_transaction`) to act on one DAG only. A marker file in
 the run folder makes each point fire once, so clearing the task re-runs it normally.
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 FAIL_SWITCH = "BATCHOPS_FAIL_ONCE"
 CRASH_SWITCH = "BATCHOPS_CRASH_AT"
+PAUSE_SWITCH = "BATCHOPS_PAUSE_AT"
+PAUSE_LIMIT_SECONDS = 600
 
 
 def _armed(switch: str, point: str, dag_id: str, run_dir: Path) -> bool:
@@ -39,3 +44,19 @@ def fail_once(point: str, dag_id: str, run_dir: Path) -> None:
 def crash_point(point: str, dag_id: str, run_dir: Path) -> None:
     if _armed(CRASH_SWITCH, point, dag_id, run_dir):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pause_marker(point: str, run_dir: Path) -> Path:
+    """The file pause_point creates when it stops at `point`; create `<it>.resume` to let it go on."""
+    return run_dir / f".{PAUSE_SWITCH.lower()}_{point}"
+
+
+def pause_point(point: str, dag_id: str, run_dir: Path) -> None:
+    if not _armed(PAUSE_SWITCH, point, dag_id, run_dir):
+        return
+    resume = pause_marker(point, run_dir).with_name(pause_marker(point, run_dir).name + ".resume")
+    deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
+    while not resume.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{PAUSE_SWITCH}={point}: nobody created {resume} within {PAUSE_LIMIT_SECONDS}s")
+        time.sleep(0.05)

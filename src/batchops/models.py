@@ -21,7 +21,7 @@ from batchops.config import ModelSettings
 from batchops.errors import ModelIntegrityError
 from batchops.settings import Settings
 from batchops.sqlfiles import run_sql_file
-from batchops.warehouse import open_warehouse, warehouse_path
+from batchops.storage.warehouse import open_warehouse, warehouse_path
 
 
 def signed_log1p(values):
@@ -117,6 +117,14 @@ def find_approved_model(settings: Settings, provider_id: str, pipeline: str, as_
         return None
     with open_warehouse(settings, provider_id) as warehouse:
         return latest_approved(warehouse, settings, pipeline, as_of)
+
+
+def find_rejection(settings: Settings, provider_id: str, pipeline: str, as_of: date) -> str | None:
+    """latest_rejection for the sensor; None when the provider has no warehouse."""
+    if not warehouse_path(settings, provider_id).exists():
+        return None
+    with open_warehouse(settings, provider_id) as warehouse:
+        return latest_rejection(warehouse, settings, pipeline, as_of)
 
 
 def model_history(settings: Settings, provider_id: str, pipeline: str, limit: int = 5) -> list[dict[str, Any]]:

@@ -36,6 +36,37 @@ def classification_metrics(labels, scores) -> dict[str, float]:
     }
 
 
+MIN_CLASS_ROWS_TO_JUDGE = 50
+
+
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of a ROC AUC measured on this many positives and negatives."""
+    if positives < 1 or negatives < 1 or math.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) \
+        / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def judgement_warning(where: str, labels, scores) -> str | None:
+    """Why the rows a model is judged on cannot judge it, or None: every row scored alike (identical features),
+    or fewer than MIN_CLASS_ROWS_TO_JUDGE rows of a class (the AUC then moves by more than chance allows)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if len(labels) and len(np.unique(scores)) == 1:
+        return (f"all {len(labels)} rows of the {where} got the same score (their features do not differ): its ROC "
+                "AUC of 0.5 says nothing about the model")
+    if min(positives, negatives) < MIN_CLASS_ROWS_TO_JUDGE:
+        auc = classification_metrics(labels, scores)["roc_auc"] if positives and negatives else float("nan")
+        spread = auc_standard_error(auc, positives, negatives)
+        chance = f"; its ROC AUC could be off by about {1.96 * spread:.2f} by chance" if not math.isnan(spread) else ""
+        return (f"the {where} has {len(labels)} rows, {positives} positive and {negatives} negative: too few to judge "
+                f"a model (at least {MIN_CLASS_ROWS_TO_JUDGE} of each class){chance}")
+    return None
+
+
 def _ranked_groups(scores, bins: int) -> list[np.ndarray]:
     """Indexes split into `bins` groups of (nearly) equal size by descending score; ties broken by
     position, so every row is in exactly one group."""

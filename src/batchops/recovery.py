@@ -14,7 +14,8 @@ import shutil
 import time
 from pathlib import Path
 
-from batchops.runlog import HOST, RunLogger, read_events
+from batchops.owner import HOST, process_alive
+from batchops.runlog import RunLogger, read_events
 
 # (DuckDB's COPY writes its own `tmp_` file next to the path it is given.)
 _LEFTOVER = re.compile(r"^(tmp_)?\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}(\.part)?$")
@@ -22,27 +23,12 @@ _RETIRED = re.compile(r"^\.(?P<name>.+)\.old$")
 FOREIGN_LEFTOVER_AGE_SECONDS = 24 * 3600  # another host's temp entries: its process cannot be asked
 
 
-def owner_tag() -> str:
-    """`<host>-<pid>` of this process, embedded in temp names so leftovers can be traced to a process."""
-    return f"{HOST}-{os.getpid()}"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_leftover(entry: Path, this_host: str) -> bool:
     match = _LEFTOVER.match(entry.name)
     if not match:
         return False
     if match["host"] == this_host:
-        return not _process_alive(int(match["pid"]))
+        return not process_alive(int(match["pid"]))
     return time.time() - entry.lstat().st_mtime > FOREIGN_LEFTOVER_AGE_SECONDS
 
 
@@ -76,6 +62,22 @@ def remove_leftovers(roots: list[Path]) -> list[str]:
     return done
 
 
+def remove_dead_temp_files(folder: Path, prefixes: tuple[str, ...]) -> list[str]:
+    """Delete, in `folder` only (not below it), the temp files and folders of dead processes whose names start
+    with one of `prefixes` (e.g. a restore's copy of a backup, killed before it was swapped in)."""
+    done = []
+    if not folder.is_dir():
+        return done
+    for entry in folder.iterdir():
+        if entry.name.startswith(prefixes) and _is_leftover(entry, HOST):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            done.append(f"removed {entry}")
+    return done
+
+
 def begin_attempt(logger: RunLogger, try_number: int, extra_roots: tuple[Path, ...] = ()) -> None:
     """Log an earlier attempt of this task that never finished, then clean up after it.
 
@@ -87,7 +89,7 @@ def begin_attempt(logger: RunLogger, try_number: int, extra_roots: tuple[Path, .
         last = own[-1]
         started = next((e for e in reversed(own) if e["event"] == "stage_started"), own[0])
         pid, host = last.get("pid"), last.get("host")
-        if host == HOST and isinstance(pid, int) and pid != os.getpid() and _process_alive(pid):
+        if host == HOST and isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             logger.event("duplicate_execution", level="WARNING", earlier_try=started.get("try_number"),
                          earlier_pid=pid, detail="another attempt of this task is still running; the warehouse lock "
                                                  "and atomic writes keep the two from mixing their results")
@@ -95,7 +97,9 @@ def begin_attempt(logger: RunLogger, try_number: int, extra_roots: tuple[Path, .
             logger.event("previous_attempt_interrupted", level="WARNING", earlier_try=started.get("try_number"),
                          earlier_pid=pid, earlier_host=host, last_event=last["event"], at=last.get("ts"),
                          detail="that attempt never finished: its process was killed (kill -9, out of memory, "
-                                "lost worker). Nothing it wrote was published; this attempt redoes it.")
+                                "lost worker). Files appear under their names only when whole, and predictions and "
+                                "models only after the warehouse committed them; the temporary files it left are "
+                                "removed, and this attempt redoes the stage.")
     cleaned = remove_leftovers([logger.path.parent, *extra_roots])
     if cleaned:
         logger.event("leftovers_cleaned", level="WARNING", try_number=try_number, actions=cleaned)

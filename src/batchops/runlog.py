@@ -6,8 +6,6 @@ import fcntl
 import json
 import logging
 import os
-import re
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -15,11 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchops.errors import BatchOpsError
+from batchops.errors import BatchOpsError, explain_os_error
+from batchops.owner import HOST
 
 _python_log = logging.getLogger("batchops")
-# The short host name, as in temp-file names (recovery.owner_tag): tells a killed attempt from a running one.
-HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
 DEFAULT_MAX_BYTES = 16 << 20
@@ -50,6 +47,9 @@ class RunLogger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             descriptor = self._open_with_room(len(line))
             try:
+                # Under the lock: another writer's append that spans a page boundary shows a size that ends
+                # mid-line until it is done, which the torn-line check below would take for a killed writer.
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
                 size = os.fstat(descriptor).st_size
                 if size and os.pread(descriptor, 1, size - 1) != b"\n":
                     line = b"\n" + line  # a killed writer left a torn line: do not glue this event onto it
@@ -57,8 +57,6 @@ class RunLogger:
             finally:
                 os.close(descriptor)
         except OSError as exc:
-            from batchops.artifacts import explain_os_error
-
             raise explain_os_error(self.path, exc) from exc
 
     def _open_with_room(self, line_bytes: int) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from batchops.config import PipelineSpec
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
-from batchops.warehouse import open_warehouse
+from batchops.storage.warehouse import open_warehouse
 
 
 def feature_parameters(pipeline: PipelineSpec) -> dict[str, Any]:
@@ -66,7 +66,8 @@ def customer_bounds(warehouse, snapshot_date: str, range_size: int) -> list[str]
 
 def build_features(ctx: RunContext) -> dict[str, Any]:
     parameters = {"snapshot_date": ctx.snapshot_date.isoformat(), **feature_parameters(ctx.pipeline)}
-    with ctx.logger("build_features").timed("build_features", **parameters) as logged, \
+    log = ctx.logger("build_features")
+    with log.timed("build_features", **parameters) as logged, \
             open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         bounds = customer_bounds(warehouse, parameters["snapshot_date"], ctx.settings.feature_partition_customers)
         runs = per_date_parameters(parameters, bounds)
@@ -77,4 +78,6 @@ def build_features(ctx: RunContext) -> dict[str, Any]:
             "SELECT purpose, count(*) FROM features WHERE source_snapshot = CAST($d AS DATE) GROUP BY ALL",
             {"d": parameters["snapshot_date"]}).fetchall())
         logged.update(rows=counts, customer_ranges=len(bounds) + 1)
+        # logged while the lock is held: a rebuild that takes the lock next sees this run
+        log.event("features_built", pipeline=ctx.pipeline.pipeline_id, snapshot_date=parameters["snapshot_date"])
     return {"rows": counts}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops.artifacts import sha256_of_file, write_json_atomic, write_text_atomic, write_with
-from batchops.config import EntitySpec
+from batchops.config import EntitySpec, key_columns, normalization
 from batchops.duck import scratch_connection
 from batchops.errors import ArtifactWriteError, InputDataError, LandingNotReadyError, is_duckdb_error
 from batchops.runcontext import RunContext
@@ -163,6 +163,44 @@ def mixes_line_endings(path: Path) -> bool:
     return 0 < crlf < lf
 
 
+BLANKS = " \t\r\n\u00a0"  # what `trim` removes: spaces, tabs, line ends and no-break spaces
+
+
+def normalized(expression: str, column) -> str:
+    """The column's value as stored: trimmed (an all-blank value is missing) and case-folded as configured."""
+    for step in normalization(column):
+        if step == "trim":
+            expression = f"nullif(trim({expression}, {string_literal(BLANKS)}), '')"
+        else:
+            expression = f"{step}({expression})"
+    return expression
+
+
+def key_text_changes(connection, spec: EntitySpec, source: Path, header: list[str]) -> dict[str, Any]:
+    """Per key column declared integer or float: how many values change their text when read as that type
+    ('00042' is read as 42), with examples. A key joins and is published as text, so such a cast would publish
+    ids that are not in the drop. One lenient read of the file's text, only for providers with such keys."""
+    numeric = [(name, spec.columns[name]) for name in key_columns(spec)
+               if spec.columns[name].type in ("integer", "float") and spec.columns[name].source in header]
+    if not numeric:
+        return {}
+    all_text = ", ".join(f"{string_literal(name)}: 'VARCHAR'" for name in header)
+    selects = []
+    for _, column in numeric:
+        raw = quote_source_column(column.source)
+        read_as = f"CAST(TRY_CAST({raw} AS {DUCKDB_TYPES[column.type]}) AS VARCHAR)"
+        changed = f"{read_as} IS NOT NULL AND {read_as} <> trim({raw}, {string_literal(BLANKS)})"
+        selects += [f"count(*) FILTER (WHERE {changed})", f"count({raw})",
+                    f"list([{raw}, {read_as}]) FILTER (WHERE {changed})[1:3]"]
+    row = connection.execute(
+        f"SELECT {', '.join(selects)} FROM read_csv($path, delim = $delim, quote = $quote, escape = $quote, "
+        f"header = true, auto_detect = false, columns = {{{all_text}}}, ignore_errors = true, strict_mode = false)",
+        {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote}).fetchone()
+    return {name: {"type": column.type, "changed": row[3 * i], "values": row[3 * i + 1],
+                   "examples": [list(pair) for pair in row[3 * i + 2] or []]}
+            for i, (name, column) in enumerate(numeric)}
+
+
 def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True,
                   absent: dict[str, str] | None = None) -> tuple[str, list[str], list[str]]:
     """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols).
@@ -176,7 +214,7 @@ def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True,
     select, missing = [], []
     for canonical, column in spec.columns.items():
         if column.source in header:
-            select.append(f"{quote_source_column(column.source)} AS {quote_identifier(canonical)}")
+            select.append(f"{normalized(quote_source_column(column.source), column)} AS {quote_identifier(canonical)}")
         else:
             missing.append(canonical)
             select.append(f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(canonical)}")
@@ -274,6 +312,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
         absent = {column: kind for column, kind in ctx.pipeline.optional.get(entity, {}).items()
                   if column not in spec.columns}
         staged = _stage_csv(connection, spec, source, header, target, absent)
+        changed_keys = key_text_changes(connection, spec, source, header)
         rows = connection.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(target)}).fetchone()[0]
         reject_rows = connection.execute(
             "SELECT count(DISTINCT line), count(*) FROM rejects").fetchone()
@@ -292,7 +331,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
         "rows": rows, "rejected_rows": reject_rows[0], "rejected_values": reject_rows[1],
         "rejects_by_column": by_column, "reject_samples": samples,
         "missing_columns": staged["missing"], "unmapped_source_columns": staged["unmapped"],
-        "absent_optional_columns": sorted(absent),
+        "absent_optional_columns": sorted(absent), "key_text_changes": changed_keys,
         "line_endings": staged.get("line_endings", "consistent"),
         "staging": str(target), "seconds": round(time.perf_counter() - started, 3),
     }

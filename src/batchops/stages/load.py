@@ -13,7 +13,7 @@ from batchops.faults import crash_point
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import quote_identifier
-from batchops.warehouse import open_warehouse, transaction
+from batchops.storage.warehouse import open_warehouse, transaction
 
 
 def _load_entity(warehouse, ctx: RunContext, entity: str) -> int:

@@ -6,15 +6,16 @@ warehouse rows of (snapshot, model) are replaced in one transaction.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from batchops.artifacts import read_json, replace_dir_atomic, write_json_atomic
+from batchops.artifacts import new_staging_dir, publish_dir, read_json, write_json_atomic
 from batchops.duck import fetch_frame, scratch_connection, widen_floats
 from batchops.errors import DriftError, ModelIntegrityError, SanityCheckError
-from batchops.faults import crash_point, fail_once
+from batchops.faults import crash_point, fail_once, pause_point
 from batchops.models import (
     TRAINING_PROFILE,
     RegisteredModel,
@@ -28,7 +29,7 @@ from batchops.plots import plot_drift, plot_score_histogram
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import quote_identifier, string_literal
-from batchops.warehouse import open_warehouse, transaction
+from batchops.storage.warehouse import open_warehouse, transaction
 
 CHUNK_ROWS = 250_000
 # OWASP CSV injection: a cell a spreadsheet would run as a formula starts with = + - @ (or their
@@ -160,22 +161,35 @@ def score(ctx: RunContext) -> dict[str, Any]:
         predictions = pd.DataFrame({"customer_id": features_frame["customer_id"], "score": scores,
                                     "snapshot_date": np.full(len(scores), np.datetime64(snapshot, "s")),
                                     "model_id": registered.model_id})
-        scratch = scratch_connection(ctx.settings)
+        # The files are written under a hidden name, read by the warehouse's transaction, and renamed into
+        # place only after it commits: a run never shows predictions the warehouse does not have.
+        staging = new_staging_dir(ctx.run_dir / "predictions")
         try:
-            replace_dir_atomic(ctx.run_dir / "predictions", lambda folder: _write_predictions(
-                scratch, predictions, folder,
-                lambda: crash_point("score.writing_predictions", ctx.dag_id, ctx.run_dir)))
-        finally:
-            scratch.close()
+            scratch = scratch_connection(ctx.settings)
+            try:
+                _write_predictions(scratch, predictions, staging,
+                                   lambda: crash_point("score.writing_predictions", ctx.dag_id, ctx.run_dir))
+            finally:
+                scratch.close()
+            with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+                pause_point("score.before_commit", ctx.dag_id, ctx.run_dir)
+                with transaction(warehouse):
+                    run_sql_file(warehouse, ctx.settings.sql_dir, "predictions.sql", {
+                        "snapshot_date": snapshot, "model_id": registered.model_id, "run_id": ctx.run_id,
+                        "predictions_path": str(staging / "predictions.parquet")})
+                    stored = warehouse.execute("SELECT count(*) FROM predictions WHERE snapshot_date = "
+                                               "CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
+                    if stored != len(predictions):
+                        raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
+                crash_point("score.committed", ctx.dag_id, ctx.run_dir)
+                publish_dir(staging, ctx.run_dir / "predictions")
+                # logged while the lock is held: a rebuild that takes the lock next sees this run
+                log.event("predictions_published", snapshot_date=snapshot, rows=len(predictions),
+                          model_id=registered.model_id, path=str(ctx.run_dir / "predictions" / "predictions.parquet"))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         plot_score_histogram(scores, ctx.run_dir / "score_histogram.png", title=f"scores {snapshot}")
-        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
-            run_sql_file(warehouse, ctx.settings.sql_dir, "predictions.sql", {
-                "snapshot_date": snapshot, "model_id": registered.model_id, "run_id": ctx.run_id,
-                "predictions_path": str(ctx.run_dir / "predictions" / "predictions.parquet")})
-            stored = warehouse.execute("SELECT count(*) FROM predictions WHERE snapshot_date = CAST($d AS DATE)",
-                                       {"d": snapshot}).fetchone()[0]
-            if stored != len(predictions):
-                raise SanityCheckError(f"{stored} rows in the predictions table, {len(predictions)} scored")
         stats = {"rows": len(predictions), "model_id": registered.model_id, "mean_score": float(scores.mean()),
                  "min_score": float(scores.min()), "max_score": float(scores.max()),
                  "features": registered.features, "drift": drift["verdict"], "drift_summary": drift["summary"]}

@@ -13,10 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchops.artifacts import replace_dir_atomic, sha256_of_file, write_json_atomic, write_with
+from batchops.artifacts import (
+    new_staging_dir,
+    publish_dir,
+    replace_dir_atomic,
+    sha256_of_file,
+    write_json_atomic,
+)
 from batchops.config import Guardrails, feature_set
 from batchops.duck import fetch_frame, widen_floats
 from batchops.errors import DataQualityError
+from batchops.faults import crash_point
 from batchops.models import (
     REGISTRY_SIDECAR,
     TRAINING_PROFILE,
@@ -28,6 +35,7 @@ from batchops.models import (
 )
 from batchops.modeltrust import (
     classification_metrics,
+    judgement_warning,
     lift_table,
     out_of_time_positions,
     reliability_curve,
@@ -37,7 +45,7 @@ from batchops.modeltrust import (
 from batchops.plots import plot_reliability, plot_roc_curve
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier
-from batchops.warehouse import open_warehouse, transaction
+from batchops.storage.warehouse import open_warehouse, transaction
 
 # Every training row's identity and label, in a fixed order (positions index it): the split and the
 # samples are drawn on these three narrow columns, then only the sampled rows' features are read.
@@ -339,17 +347,30 @@ def train(ctx: RunContext) -> dict[str, Any]:
     status, reason = decide_promotion(promotion_figures, guardrails, champion, window)
     if guardrails.promote_on == "out_of_time" and window == "holdout":
         reason += f" (no out-of-time window: {forward['reason']})"
+    judged = (window_rows["label"].to_numpy(), window_scores) if window == "out_of_time" else \
+        (holdout["label"].to_numpy(), holdout_scores)
+    warning = judgement_warning("out-of-time window" if window == "out_of_time" else "customer holdout", *judged)
+    metrics["judgement_warnings"] = [warning] if warning else []
+    if warning:
+        reason += f". WARNING: {warning}"
+        log.event("window_too_small_to_judge", level="WARNING", detail=warning)
 
-    model_dir = ctx.run_dir / "model"
-    write_with(model_dir / "model.pkl", lambda temp: joblib.dump(model, temp))
-    profile = training_profile(train_rows, chosen.numeric, chosen.categorical)
-    write_json_atomic(model_dir / TRAINING_PROFILE, profile)
-    sha = sha256_of_file(model_dir / "model.pkl")
-    # The run is part of the id: retraining identical bytes in another run (say, under other guardrails)
-    # is a new registry decision and must not overwrite the earlier one; a retry of the same run is idempotent.
-    run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
-    model_id = f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__{sha[:10]}{run_tag}"
-    store_dir = ctx.settings.model_store(ctx.provider.provider_id) / model_id
+    store = ctx.settings.model_store(ctx.provider.provider_id)
+    staging = new_staging_dir(store / "new_model")  # the model's store folder, built under a hidden name
+    try:
+        joblib.dump(model, staging / "model.pkl")
+        profile = training_profile(train_rows, chosen.numeric, chosen.categorical)
+        (staging / TRAINING_PROFILE).write_text(json.dumps(profile, indent=2) + "\n", encoding="utf-8")
+        sha = sha256_of_file(staging / "model.pkl")
+        # The run is part of the id: retraining identical bytes in another run (say, under other guardrails)
+        # is a new registry decision and must not overwrite the earlier one; a retry of the same run is idempotent.
+        run_tag = hashlib.sha256(ctx.run_id.encode()).hexdigest()[:8]
+        model_id = (f"{ctx.provider.provider_id}__{ctx.pipeline.pipeline_id}__{ctx.snapshot_date:%Y%m%d}__"
+                    f"{sha[:10]}{run_tag}")
+        store_dir = publish_dir(staging, store / model_id)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     promotion = {"status": status, "reason": reason, "champion": champion, "window": window,
                  "roc_auc": promotion_figures["roc_auc"]}
     metrics.update({"model_id": model_id, "promotion": promotion})
@@ -361,28 +382,30 @@ def train(ctx: RunContext) -> dict[str, Any]:
         "champion_roc_auc": champion.get("roc_auc_on_window") if champion else None,
         "sha256": sha, "path": store_relative_path(model_id), "features": json.dumps(features),
         "registered_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")}
+    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
+        register_model(warehouse, ctx.settings, entry)
+    crash_point("train.registered", ctx.dag_id, ctx.run_dir)
+    # Only what the registry holds gets a registry.json (which a rebuild re-registers), and the run folder shows
+    # the model only once it is registered: a killed attempt leaves neither a decision nobody made nor a card.
+    write_json_atomic(store_dir / REGISTRY_SIDECAR, entry)
+    model_dir = ctx.run_dir / "model"
 
-    def fill_store(staging: Path) -> None:
-        # registry.json beside the model: the registry row again, so a rebuilt warehouse can re-register it;
-        # the training profile, so scoring can tell drift from the data the model learned from
-        shutil.copy2(model_dir / "model.pkl", staging / "model.pkl")
-        shutil.copy2(model_dir / TRAINING_PROFILE, staging / TRAINING_PROFILE)
-        (staging / REGISTRY_SIDECAR).write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
+    def copy_model(folder: Path) -> None:
+        for name in ("model.pkl", TRAINING_PROFILE):
+            shutil.copy2(store_dir / name, folder / name)
 
-    replace_dir_atomic(store_dir, fill_store)
+    replace_dir_atomic(model_dir, copy_model)
     meta = {"model_id": model_id, "sha256": sha, "features": features, "training_snapshot": metrics["training_snapshot"],
             "store_path": str(store_dir / "model.pkl"), "metrics": {k: metrics[k] for k in
                                                                     ("roc_auc", "accuracy", "pr_auc", "brier")},
             "out_of_time_roc_auc": forward.get("roc_auc"), "promotion": promotion,
             "library_versions": metrics["library_versions"]}
     write_json_atomic(model_dir / "model_meta.json", meta)
-    write_json_atomic(ctx.run_dir / "metrics.json", metrics)
     plot_roc_curve(holdout["label"].to_numpy(), holdout_scores, ctx.run_dir / "roc_curve.png", title=model_id)
     plot_reliability(forward.get("reliability") or metrics["holdout_reliability"], ctx.run_dir / "reliability.png",
                      title=("out-of-time window " + forward["scored_window"]) if forward["available"]
                      else "customer holdout")
-    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse, transaction(warehouse):
-        register_model(warehouse, ctx.settings, entry)
+    write_json_atomic(ctx.run_dir / "metrics.json", metrics)  # last: the run tab's model card
     log.event("model_registered", level="INFO" if status == "approved" else "WARNING", model_id=model_id,
               status=status, reason=reason, roc_auc=round(metrics["roc_auc"], 4),
               out_of_time_roc_auc=round(forward["roc_auc"], 4) if forward["available"] else None)

@@ -7,6 +7,7 @@ validate succeeds whenever it could check; the verdict is data that dq_gate acts
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from batchops.sqlsafe import quote_identifier
 
 
 def _check(entity: str, column: str | None, check: str, metric: str, threshold: Any, observed: Any,
-           passed: bool, detail: str = "") -> dict[str, Any]:
+           passed: bool, detail: str = "", warn_only: bool = False) -> dict[str, Any]:
+    """One row of dq_report.json; a warn_only check that does not pass is reported as a warning, not a failure."""
+    warning = warn_only and not passed
     return {"entity": entity, "column": column, "check": check, "metric": metric, "threshold": threshold,
-            "observed": observed, "passed": bool(passed), "detail": detail}
+            "observed": observed, "passed": bool(passed or warning), "warning": warning, "detail": detail}
 
 
 def _invalid_condition(name: str, spec) -> str | None:
@@ -41,14 +44,19 @@ def _invalid_condition(name: str, spec) -> str | None:
     return " OR ".join(conditions) or None
 
 
-def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any]:
-    """Row count, per-column null and invalid counts, and primary-key duplicates/nulls in one pass."""
+def entity_metrics(connection, staging: Path, spec: EntitySpec, snapshot_date: date) -> dict[str, Any]:
+    """Row count, per-column null, invalid and future-date counts, and primary-key duplicates/nulls in one pass;
+    then keys that differ only in letter case."""
     null_key = " OR ".join(f"{quote_identifier(k)} IS NULL" for k in spec.primary_key) or "false"
     selects = ["count(*) AS row_count", f"count(*) FILTER (WHERE {null_key}) AS null_keys"]
     parameters: dict[str, Any] = {"staging": str(staging)}
     for name, column in spec.columns.items():
         quoted = quote_identifier(name)
         selects.append(f"count(*) FILTER (WHERE {quoted} IS NULL) AS {quote_identifier('nulls_' + name)}")
+        if column.type == "date":
+            parameters["snapshot_date"] = snapshot_date
+            selects += [f"count(*) FILTER (WHERE {quoted} > $snapshot_date) AS {quote_identifier('future_' + name)}",
+                        f"max({quoted}) AS {quote_identifier('latest_' + name)}"]
         condition = _invalid_condition(name, column)
         if condition:
             selects.append(f"count(*) FILTER (WHERE {quoted} IS NOT NULL AND ({condition})) "
@@ -59,6 +67,8 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
             parameters[f"pattern_{name}"] = column.pattern
     row = connection.execute(f"SELECT {', '.join(selects)} FROM read_parquet($staging)", parameters)
     metrics = dict(zip([d[0] for d in row.description], row.fetchone(), strict=True))
+    metrics["near_duplicates"] = {name: near_duplicate_keys(connection, staging, name)
+                                  for name in identity_columns(spec)}
     if not spec.primary_key:  # no natural key declared: nothing to be unique
         metrics["duplicate_keys"], metrics["rows_with_duplicate_keys"], metrics["duplicate_key_examples"] = 0, 0, []
         return metrics
@@ -69,6 +79,25 @@ def entity_metrics(connection, staging: Path, spec: EntitySpec) -> dict[str, Any
         f"  WHERE NOT ({null_key}) GROUP BY {keys} HAVING count(*) > 1)", {"staging": str(staging)}).fetchone()
     metrics["duplicate_keys"], metrics["rows_with_duplicate_keys"], metrics["duplicate_key_examples"] = duplicate
     return metrics
+
+
+def identity_columns(spec: EntitySpec) -> list[str]:
+    """String columns whose values name one thing each: a one-column primary key, and customer_id."""
+    single_key = spec.primary_key if len(spec.primary_key) == 1 else []
+    return [name for name in dict.fromkeys([*single_key, "customer_id"])
+            if name in spec.columns and spec.columns[name].type == "string"]
+
+
+def near_duplicate_keys(connection, staging: Path, column: str) -> dict[str, Any]:
+    """Values of `column` that differ only in letter case or surrounding blanks (what the column's normalisation
+    at ingest left apart): how many such groups, and a few of them."""
+    quoted = quote_identifier(column)
+    groups, examples = connection.execute(
+        f"SELECT count(*), list(variants)[1:3] FROM (SELECT lower(trim({quoted})) AS folded, "
+        f"list(DISTINCT {quoted} ORDER BY {quoted}) AS variants FROM read_parquet($staging) "
+        f"WHERE {quoted} IS NOT NULL GROUP BY folded HAVING count(DISTINCT {quoted}) > 1)",
+        {"staging": str(staging)}).fetchone()
+    return {"groups": groups, "examples": examples or []}
 
 
 def _rejects_detail(ingest_result: dict[str, Any]) -> str:
@@ -84,12 +113,13 @@ def _rejects_detail(ingest_result: dict[str, Any]) -> str:
 
 
 def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any],
-                  ingest_result: dict[str, Any]) -> list[dict[str, Any]]:
+                  ingest_result: dict[str, Any], snapshot_date: date | None = None) -> list[dict[str, Any]]:
     spec = provider.entities[entity]
     rows = metrics["row_count"]
     min_rows = spec.min_rows if spec.min_rows is not None else provider.dq.min_rows
     max_invalid = provider.dq.max_invalid
-    checks = [_check(entity, None, "row_count", "rows", f">= {max(min_rows, 1)}", rows, rows >= max(min_rows, 1))]
+    checks = [_check(entity, None, "row_count", "rows", f">= {min_rows}", rows, rows >= min_rows)]
+    checks += key_text_checks(entity, ingest_result.get("key_text_changes") or {})
     missing_columns = set(ingest_result["missing_columns"])
     for name, column in spec.columns.items():
         if name in missing_columns:
@@ -120,6 +150,22 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
             checks.append(_check(entity, name, "valid_values", "invalid_fraction", max_invalid,
                                  round(invalid_share, 6), invalid_share <= max_invalid,
                                  ", ".join(r for r in rule if r)))
+        if f"future_{name}" in metrics:
+            future = metrics[f"future_{name}"]
+            share = future / rows if rows else 0.0
+            checks.append(_check(entity, name, "future_dates", "future_fraction", provider.dq.max_future_dates,
+                                 round(share, 6), share <= provider.dq.max_future_dates,
+                                 f"{future} value(s) after the snapshot date {snapshot_date}, the latest "
+                                 f"{metrics[f'latest_{name}']}; a date from the future is a typo or a placeholder "
+                                 "(9999-12-31): fix the file, or raise dq.max_future_dates" if future else ""))
+    for name, found in metrics.get("near_duplicates", {}).items():
+        shown = "; ".join(" / ".join(map(str, group)) for group in found["examples"])
+        checks.append(_check(entity, name, "near_duplicate_keys", "groups_differing_only_in_case", 0,
+                             found["groups"], found["groups"] == 0,
+                             f"{found['groups']} id(s) appear in several spellings that differ only in letter case or "
+                             f"blanks, e.g. {shown}: they are kept as different ids. If they are one, declare normalize: [trim, upper] (or lower) on the "
+                             "column; else set dq.near_duplicate_keys: warn" if found["groups"] else "",
+                             warn_only=provider.dq.near_duplicate_keys == "warn"))
     ocr = ingest_result.get("ocr")
     if ocr:
         checks += ocr_checks(provider, entity, ocr)
@@ -130,6 +176,50 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
                          metrics["duplicate_keys"] == 0,
                          f"examples: {metrics['duplicate_key_examples']}" if metrics["duplicate_keys"] else ""))
     checks.append(_check(entity, key, "key_not_null", "null_keys", 0, metrics["null_keys"], metrics["null_keys"] == 0))
+    return checks
+
+
+def key_text_checks(entity: str, changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """A key whose text changes when read as its declared number type ('00042' -> 42) fails: published as text
+    it would name ids that are not in the drop (and two ids would become one)."""
+    checks = []
+    for name, found in changes.items():
+        example = "; ".join(f"{raw!r} is read as {read_as}" for raw, read_as in found["examples"])
+        checks.append(_check(entity, name, "key_text_preserved", "values_changed_by_type", 0, found["changed"],
+                             found["changed"] == 0,
+                             f"{found['changed']} of {found['values']} values of {name} change when read as "
+                             f"{found['type']} (e.g. {example}), so they would be stored and published as other ids; "
+                             f"declare {name} as type: string" if found["changed"] else ""))
+    return checks
+
+
+def orphan_checks(connection, ctx: RunContext, missing_columns: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """Rows of an entity whose customer_id is not in the drop's customer file: counted against
+    dq.max_orphan_rows (they are loaded, but no customer's features, labels or scores include them)."""
+    provider = ctx.provider
+    if "customers" not in provider.entities or "customer_id" in missing_columns.get("customers", set()):
+        return []
+    customers = str(ctx.staging_dir / "customers.parquet")
+    checks = []
+    for entity, spec in provider.entities.items():
+        if entity == "customers" or "customer_id" not in spec.columns or "customer_id" in missing_columns[entity]:
+            continue
+        staging = str(ctx.staging_dir / f"{entity}.parquet")
+        orphan_sql = ("FROM read_parquet($child) AS child WHERE child.customer_id IS NOT NULL AND NOT EXISTS ("
+                      "SELECT 1 FROM read_parquet($customers) AS known WHERE known.customer_id = child.customer_id)")
+        parameters = {"child": staging, "customers": customers}
+        orphans, rows = connection.execute(f"SELECT count(*), (SELECT count(*) FROM read_parquet($child)) "
+                                           f"{orphan_sql}", parameters).fetchone()
+        examples = [row[0] for row in connection.execute(
+            f"SELECT DISTINCT child.customer_id {orphan_sql} ORDER BY 1 LIMIT 3", parameters).fetchall()] \
+            if orphans else []
+        share = orphans / rows if rows else 0.0
+        checks.append(_check(entity, "customer_id", "orphan_rows", "orphan_fraction", provider.dq.max_orphan_rows,
+                             round(share, 6), share <= provider.dq.max_orphan_rows,
+                             f"{orphans} of {rows} {entity} rows name a customer_id that "
+                             f"{provider.entities['customers'].file} does not have (e.g. {', '.join(examples)}): "
+                             "they would be loaded but be in no customer's features, labels or scores. Ask for the "
+                             "missing customers, or raise dq.max_orphan_rows to accept them" if orphans else ""))
     return checks
 
 
@@ -183,9 +273,9 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{report['failed_checks']} of {len(report['checks'])} checks failed.", "",
              "| result | entity | column | check | metric | threshold | observed | detail |",
              "|---|---|---|---|---|---|---|---|"]
-    ordered = sorted(report["checks"], key=lambda c: c["passed"])  # failed first
+    ordered = sorted(report["checks"], key=lambda c: (c["passed"], not c.get("warning")))  # failed, warned first
     for c in ordered:
-        cells = ["PASS" if c["passed"] else "**FAIL**", c["entity"], c["column"] or "", c["check"], c["metric"],
+        cells = ["**WARN**" if c.get("warning") else "PASS" if c["passed"] else "**FAIL**", c["entity"], c["column"] or "", c["check"], c["metric"],
                  str(c["threshold"]), str(c["observed"]), str(c["detail"]).replace("|", "\\|")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -203,13 +293,18 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     try:
         for entity, spec in ctx.provider.entities.items():
             with log.timed("validate_entity", entity=entity):
-                metrics = entity_metrics(connection, ctx.staging_dir / f"{entity}.parquet", spec)
-                checks += entity_checks(ctx.provider, entity, metrics, ingest_report["entities"][entity])
+                metrics = entity_metrics(connection, ctx.staging_dir / f"{entity}.parquet", spec, ctx.snapshot_date)
+                checks += entity_checks(ctx.provider, entity, metrics, ingest_report["entities"][entity],
+                                        ctx.snapshot_date)
+        with log.timed("validate_relationships"):
+            checks += orphan_checks(connection, ctx, {entity: set(result["missing_columns"]) for entity, result
+                                                      in ingest_report["entities"].items()})
     finally:
         connection.close()
     failed = [c for c in checks if not c["passed"]]
     report = {"provider": ctx.provider.provider_id, "snapshot_date": ctx.snapshot_date.isoformat(),
-              "passed": not failed, "failed_checks": len(failed), "checks": checks,
+              "passed": not failed, "failed_checks": len(failed),
+              "warnings": sum(1 for c in checks if c.get("warning")), "checks": checks,
               "rows": {e: r["rows"] for e, r in ingest_report["entities"].items()}}
     write_json_atomic(ctx.run_dir / "dq_report.json", report)
     write_text_atomic(ctx.run_dir / "dq_report.md",

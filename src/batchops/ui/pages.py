@@ -64,14 +64,14 @@ def outcome_of(summary: str | None) -> tuple[str, str]:
     return outcome, why
 
 
-def _section(refusals: list[str], build: Callable[[], Any]) -> Any:
-    """Build one section; a refused artifact becomes a note on the page instead of an error."""
+def _section(refusals: list[str], build: Callable[[], Any], artifact: str = "an artifact of this run") -> Any:
+    """Build one section; a refused artifact becomes a note on the page (naming the file) instead of an error."""
     try:
         return build()
     except UnsafeArtifactError as exc:
         refusals.append(str(exc))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        refusals.append(f"an artifact of this run has an unexpected shape ({type(exc).__name__}: {exc}); not shown")
+        refusals.append(f"{artifact} has an unexpected shape ({type(exc).__name__}: {exc}); not shown")
     return None
 
 
@@ -182,10 +182,17 @@ LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL"
 LEVEL_CLASSES = {"WARNING": "warn", "ERROR": "fail", "CRITICAL": "fail"}
 
 
-def _log_tail(folder: Path, level: str = "all") -> list[dict[str, Any]]:
-    """The run's last events at or above `level`, as table rows: time, level, stage, event, the rest."""
+def _log_tail(folder: Path, level: str = "all", notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """The run's last events at or above `level`, as table rows: time, level, stage, event, the rest. An event
+    too long for the tail the page reads is named in `notes`, not silently left out."""
     floor = LOG_LEVELS.get(level, 0)
-    events = parse_events(safe_files.read_tail_lines(folder, "logs.jsonl") or [])
+    tail = safe_files.read_tail(folder, "logs.jsonl")
+    if tail is None:
+        return []
+    lines, cut = tail
+    if cut and notes is not None:
+        notes.append(f"logs.jsonl: {cut}; download logs.jsonl to read it")
+    events = parse_events(lines)
     rows = []
     for event in events:
         name = str(event.get("level", "INFO")).upper()
@@ -199,20 +206,27 @@ def _log_tail(folder: Path, level: str = "all") -> list[dict[str, Any]]:
 
 
 def summary_html(dag_id: str, run_id: str, summary: str) -> str:
-    """run_summary.md as HTML: raw HTML in it is escaped, links to the run's files point at the file route,
-    other links and the images (shown above already) become plain text."""
-    import re
-
+    """run_summary.md as HTML. It quotes provider data (a CSV header, an error message), so only what BatchOps
+    itself links survives: raw HTML is escaped, markdown-it's own link validation makes a link only of a target
+    that is one of the run's files (DOWNLOADABLE), in any link syntax (inline, reference, autolink), and that
+    link points at the file route; images are dropped (the run's own are shown above)."""
     from markdown_it import MarkdownIt
 
-    def link(match: re.Match) -> str:
-        text, target = match.group(2), match.group(3)
-        if match.group(1):
-            return ""
-        return f"[{text}]({file_url(dag_id, run_id, target)})" if target in DOWNLOADABLE else text
-
-    text = re.sub(r"(!?)\[([^\]]*)\]\(([^)\s]*)\)", link, summary)
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    markdown.validateLink = lambda url: url in DOWNLOADABLE
+    tokens = markdown.parse(summary)
+    for token in tokens:
+        if token.type != "inline" or not token.children:
+            continue
+        kept = []
+        for child in token.children:
+            if child.type == "image":
+                continue
+            if child.type == "link_open":
+                child.attrs = {"href": file_url(dag_id, run_id, str(child.attrs.get("href", "")))}
+            kept.append(child)
+        token.children = kept
+    return markdown.renderer.render(tokens, markdown.options, {})
 
 
 def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[str], list] | None = None,
@@ -220,29 +234,30 @@ def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[s
     """The run tab: outcome first, then DQ, the model card (with the champion history from `history(model_id)`),
     drift, plots, predictions, plan, log tail, summary."""
     refusals: list[str] = []
-    summary = _section(refusals, lambda: safe_files.read_text(folder, "run_summary.md"))
+    notes: list[str] = []
+    summary = _section(refusals, lambda: safe_files.read_text(folder, "run_summary.md"), "run_summary.md")
     outcome, why = outcome_of(summary)
     images = [name for name in ("roc_curve.png", "reliability.png", "drift.png", "score_histogram.png") if _section(
         refusals, lambda name=name: _is_servable(folder, name))]
-    model = _section(refusals, lambda: _model(folder))
+    model = _section(refusals, lambda: _model(folder), "metrics.json")
     if model and "reliability.png" in images:
         model["reliability_url"] = file_url(dag_id, run_id, "reliability.png")
         images.remove("reliability.png")  # shown in the model card
-    drift = _section(refusals, lambda: _drift(folder))
+    drift = _section(refusals, lambda: _drift(folder), "drift_report.json")
     shown_model_id = (model or {}).get("model_id") or (drift or {}).get("model_id")
-    champions = _section(refusals, lambda: history(shown_model_id)) if history and shown_model_id else None
+    champions = _section(refusals, lambda: history(shown_model_id), "the model registry") if history and shown_model_id else None
     return render(
         "run.html", dag_id=dag_id, run_id=run_id, outcome=outcome, why=why,
         outcome_class=OUTCOME_CLASSES.get(outcome, "unknown"), summary=summary,
-        dq=_section(refusals, lambda: _dq(folder)), model=model, drift=drift, champions=champions or [],
+        dq=_section(refusals, lambda: _dq(folder), "dq_report.json"), model=model, drift=drift, champions=champions or [],
         images=[(name, file_url(dag_id, run_id, name)) for name in images],
-        predictions=_section(refusals, lambda: _predictions(folder)),
+        predictions=_section(refusals, lambda: _predictions(folder), "predictions/predictions.csv"),
         predictions_url=file_url(dag_id, run_id, "predictions/predictions.csv"),
-        plan=_section(refusals, lambda: _plan(folder)),
-        events=_section(refusals, lambda: _log_tail(folder, level)) or [], level=level if level in LOG_LEVELS else "all",
+        plan=_section(refusals, lambda: _plan(folder), "plan.json"),
+        events=_section(refusals, lambda: _log_tail(folder, level, notes), "logs.jsonl") or [], level=level if level in LOG_LEVELS else "all",
         level_urls={name: f"{run_url(dag_id, run_id)}?level={name}" for name in LOG_LEVELS},
-        summary_html=_section(refusals, lambda: summary_html(dag_id, run_id, summary)) if summary else None,
-        refusals=refusals)
+        summary_html=_section(refusals, lambda: summary_html(dag_id, run_id, summary), "run_summary.md") if summary else None,
+        refusals=refusals, notes=notes)
 
 
 def _is_servable(folder: Path, name: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from batchops.artifacts import run_dir_for
+from batchops.artifacts import run_dir_for, safe_run_id
 from batchops.errors import RunParameterError, WarehouseBusyError, WarehouseDamagedError
 from batchops.runlog import parse_events
 from batchops.settings import Settings
@@ -31,6 +31,14 @@ from batchops.ui.pages import (
 from batchops.ui.safe_files import UnsafeArtifactError
 
 EARLIER_RUNS = 5
+# The pages quote provider data: whatever gets past the templates' escaping and the summary's link filter,
+# the browser still loads nothing from elsewhere (no script at all; images and styles from the page only).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def _settings() -> Settings:
@@ -38,18 +46,20 @@ def _settings() -> Settings:
 
 
 def _run_folder(dag_id: str, run_id: str) -> Path:
+    """runs/<dag_id>/<run folder>, read only through safe_files, which refuses a link at any level below runs/."""
+    runs = _settings().runs_dir
     try:
-        folder = run_dir_for(_settings().runs_dir, dag_id, run_id)
+        run_dir_for(runs, dag_id, run_id)  # the same checks of the names as the tasks make
+        return safe_files.rooted(runs, dag_id, safe_run_id(run_id))
     except RunParameterError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from exc
-    return folder
 
 
 def approved_model_text(settings: Settings, provider_id: str, pipeline: str, queue: str = "default") -> str:
     """The provider's current approved model of the pipeline, from its registry; never waits long,
     and a damaged, unreadable or elsewhere-held warehouse is named for what it is."""
     from batchops.models import find_approved_model
-    from batchops.warehouse import warehouse_path
+    from batchops.storage.warehouse import warehouse_path
 
     if not warehouse_path(settings, provider_id).exists() and any(settings.runs_dir.glob(f"{provider_id}__*/*")):
         # runs/ is shared by every host but warehouses stay on the worker of the provider's queue
@@ -87,13 +97,17 @@ def next_runs(dag_ids: list[str]) -> dict[str, str]:
 
 
 def run_folders(dag_folder: Path) -> list[Path]:
-    """The DAG's run folders, oldest first; links and other entries that are not folders are skipped."""
+    """The DAG's run folders, oldest first, as safe_files.rooted paths; a linked DAG folder has none, and links
+    and other entries that are not folders are skipped."""
+    if dag_folder.is_symlink():
+        return []
     try:
         entries = list(os.scandir(dag_folder))
     except FileNotFoundError:
         return []
     folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
-    return [Path(entry.path) for entry in sorted(folders, key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)]
+    ordered = sorted(folders, key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)
+    return [safe_files.rooted(dag_folder.parent, dag_folder.name, entry.name) for entry in ordered]
 
 
 def _outcome_or_unknown(folder: Path) -> str:
@@ -235,15 +249,15 @@ def create_app() -> FastAPI:
     read_dag = Depends(requires_access_dag(method="GET"))
 
     @app.get("/", response_class=HTMLResponse, dependencies=[read_dag])
-    def overview() -> str:
+    def overview() -> HTMLResponse:
         settings = _settings()
         rows, errors = overview_rows(settings)
-        return render_overview(rows, errors, model_cards(settings))
+        return HTMLResponse(render_overview(rows, errors, model_cards(settings)), headers=PAGE_HEADERS)
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[read_dag])
-    def run_page(dag_id: str, run_id: str, level: Literal["all", "warning", "error"] = "all") -> str:
+    def run_page(dag_id: str, run_id: str, level: Literal["all", "warning", "error"] = "all") -> HTMLResponse:
         if "__" not in dag_id:
-            return render_not_batchops(dag_id)
+            return HTMLResponse(render_not_batchops(dag_id), headers=PAGE_HEADERS)
         folder = _run_folder(dag_id, run_id)
         if not folder.is_dir() or folder.is_symlink():
             raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}")
@@ -253,7 +267,8 @@ def create_app() -> FastAPI:
         except (FileNotFoundError, UnsafeArtifactError) as exc:
             raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}") from exc
         settings = _settings()
-        return render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id), level)
+        page = render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id), level)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
     def run_file(dag_id: str, run_id: str, name: str) -> StreamingResponse:
@@ -270,7 +285,7 @@ def create_app() -> FastAPI:
         if name.endswith(".jsonl"):
             media_type = "application/x-ndjson"
         return StreamingResponse(blocks, media_type=media_type,
-                                 headers={"X-Content-Type-Options": "nosniff",
+                                 headers={**PAGE_HEADERS,
                                           "Content-Disposition": f'inline; filename="{Path(name).name}"'})
 
     return app

@@ -3,7 +3,9 @@ a regular file with one name (no hard link to a file elsewhere), and never more 
 
 Each path component is opened relative to its parent's descriptor with O_NOFOLLOW, so a symlink
 anywhere in the path (or swapped in while we read) is refused, not followed; O_NONBLOCK keeps a
-FIFO planted under an artifact's name from hanging the request.
+FIFO planted under an artifact's name from hanging the request. A run folder made by `rooted` is
+walked that way from runs/ itself: a linked DAG or run folder would serve another DAG's artifacts
+under the permission of the DAG named in the URL.
 """
 
 from __future__ import annotations
@@ -26,6 +28,29 @@ class UnsafeArtifactError(Exception):
     """An artifact that the pages refuse to read; the message says which and why."""
 
 
+class _RootedPath(type(Path())):
+    """A run folder that remembers the trusted folder (runs/) its own components are walked from."""
+
+    walk_from: Path | None = None
+
+
+def rooted(root: Path, *parts: str) -> Path:
+    """root/parts..., read by this module only through O_NOFOLLOW opens of every part below root."""
+    path = _RootedPath(root, *parts)
+    path.walk_from = root
+    return path
+
+
+def has_link_below(root: Path, path: Path) -> bool:
+    """True when a component of `path` below `root` is a symbolic link (for listings: folders to skip)."""
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
+
+
 def _refuse(name: str, why: str) -> UnsafeArtifactError:
     return UnsafeArtifactError(f"{name}: {why}; not shown")
 
@@ -38,7 +63,15 @@ def open_artifact(folder: Path, name: str, max_bytes: int | None = PAGE_READ_LIM
     parts = Path(name).parts
     if not parts or any(part in ("", ".", "..") for part in parts) or Path(name).is_absolute():
         raise _refuse(name, "not a plain path inside the run folder")
-    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    start = getattr(folder, "walk_from", None)
+    if start is not None:  # the run folder's own components are walked too: runs/<dag>/<run>/<name>
+        folder_parts = folder.relative_to(start).parts
+        if any(part in ("", ".", "..") for part in folder_parts):
+            raise _refuse(name, "the run folder is not a plain path inside runs/")
+        directory = os.open(start, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        parts = (*folder_parts, *parts)
+    else:
+        directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for part in parts[:-1]:
             try:
@@ -111,6 +144,13 @@ def read_head_lines(folder: Path, name: str, lines: int, max_bytes: int = 256 <<
 
 def read_tail_lines(folder: Path, name: str, max_bytes: int = LOG_TAIL_BYTES) -> list[str] | None:
     """The whole lines within the last max_bytes of an artifact (seeks from the end; never reads more)."""
+    tail = read_tail(folder, name, max_bytes)
+    return None if tail is None else tail[0]
+
+
+def read_tail(folder: Path, name: str, max_bytes: int = LOG_TAIL_BYTES) -> tuple[list[str], str] | None:
+    """(the whole lines within the last max_bytes of an artifact, what was cut: '' or why lines are missing);
+    None when it does not exist. Seeks from the end; never reads more."""
     try:
         with open_artifact(folder, name, None) as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -119,9 +159,16 @@ def read_tail_lines(folder: Path, name: str, max_bytes: int = LOG_TAIL_BYTES) ->
             tail = handle.read(max_bytes)
     except FileNotFoundError:
         return None
+    cut = ""
     if start > 0:
-        tail = tail.partition(b"\n")[2]  # the first line was cut by the seek
-    return tail.decode("utf-8", errors="replace").splitlines()
+        partial, newline, tail = tail.partition(b"\n")  # the first line was cut by the seek
+        if not newline or not tail.strip():
+            cut = (f"the last event is longer than the {max_bytes:,} bytes the page reads (the file is {size:,} "
+                   "bytes)")
+            tail = b""
+        else:
+            cut = ""
+    return tail.decode("utf-8", errors="replace").splitlines(), cut
 
 
 def stream(folder: Path, name: str, max_bytes: int = DOWNLOAD_LIMIT, block: int = 1 << 20) -> Iterator[bytes]:

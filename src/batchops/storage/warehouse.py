@@ -4,11 +4,16 @@ DuckDB lets one process hold a database file; a second process fails with 'Could
 file'. Every access therefore goes through an exclusive flock on a sidecar lock file, which queues
 runs of the same provider (different providers use different files and run in parallel). The lock
 is released when the connection closes, also when the process dies (the kernel drops flocks).
+
+A restore or rebuild replaces the file through `swap_in`, journaled so that a kill at any step leaves
+the old file or the new one under the warehouse's name (each with its own WAL), never neither: whoever
+takes the lock next completes an interrupted swap (`complete_interrupted_swap`) before opening the file.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -27,6 +32,71 @@ from batchops.settings import Settings
 
 def warehouse_path(settings: Settings, provider_id: str) -> Path:
     return settings.warehouse_dir / f"{provider_id}.duckdb"
+
+
+def wal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def swap_journal(path: Path) -> Path:
+    return path.with_name(path.name + ".swap.json")
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def swap_in(path: Path, incoming: Path, kept: Path, fault_point=lambda point: None) -> Path | None:
+    """Make `incoming` (a complete, fsynced DuckDB file in the warehouse's folder) the warehouse at `path`;
+    the file it replaces stays as `kept`, with its WAL as `kept`.wal. Caller holds the provider lock.
+    Returns `kept`, or None when there was no warehouse."""
+    had_file = path.exists()
+    journal = swap_journal(path)
+    temp = journal.with_name(f".{journal.name}.{os.getpid()}.part")
+    temp.write_text(json.dumps({"incoming": incoming.name, "kept": kept.name}), encoding="utf-8")
+    os.replace(temp, journal)
+    _fsync_folder(path.parent)
+    fault_point("swap.journal_written")
+    complete_interrupted_swap(path, fault_point)
+    return kept if had_file else None
+
+
+def complete_interrupted_swap(path: Path, fault_point=lambda point: None) -> str | None:
+    """Finish a swap whose journal is still there (the process doing it was killed); each step checks what
+    is done already, so it can itself be cut and finished again. Caller holds the provider lock. Returns
+    what was done, or None when there was nothing to finish."""
+    journal = swap_journal(path)
+    try:
+        names = json.loads(journal.read_text(encoding="utf-8"))
+        incoming, kept = path.with_name(names["incoming"]), path.with_name(names["kept"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WarehouseError(f"{journal} (an interrupted restore or rebuild) is not readable ({exc}); the "
+                             f"warehouse {path} was left as it was. Move the journal away after checking that "
+                             f"{path} is the file you want, then retry") from exc
+    wal = wal_path(path)
+    if wal.exists() and incoming.exists():  # the old file's WAL goes with it, never onto the new file
+        os.replace(wal, wal_path(kept))
+        fault_point("swap.wal_kept")
+    if path.exists() and not kept.exists():
+        try:
+            os.link(path, kept)  # the old file under a second name: the warehouse's name is never empty
+        except OSError:
+            import shutil
+
+            shutil.copy2(path, kept)
+        fault_point("swap.old_kept")
+    if incoming.exists():
+        os.replace(incoming, path)  # one rename: the name holds the old file, then the new one
+        fault_point("swap.renamed")
+    _fsync_folder(path.parent)
+    journal.unlink()
+    return f"completed the interrupted replacement of {path} (the previous file is kept as {kept.name})"
 
 
 def duckdb_config(settings: Settings) -> dict[str, str]:
@@ -103,6 +173,7 @@ class LockedConnection:
         self._lock.acquire()
         self.path, self.provider_id = path, provider_id
         try:
+            complete_interrupted_swap(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             temp_dir = settings.warehouse_dir / "tmp" / provider_id
             temp_dir.mkdir(parents=True, exist_ok=True)
@@ -162,10 +233,11 @@ class LockedConnection:
 @contextmanager
 def warehouse_lock(settings: Settings, provider_id: str) -> Iterator[None]:
     """Hold the provider's warehouse lock without opening the file (restore and rebuild replace it)."""
-    lock = _FileLock(warehouse_path(settings, provider_id).with_suffix(".duckdb.lock"),
-                     settings.warehouse_lock_timeout_seconds)
+    path = warehouse_path(settings, provider_id)
+    lock = _FileLock(path.with_suffix(".duckdb.lock"), settings.warehouse_lock_timeout_seconds)
     lock.acquire()
     try:
+        complete_interrupted_swap(path)
         yield
     finally:
         lock.release()

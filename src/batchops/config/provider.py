@@ -1,0 +1,286 @@
+"""Provider configs: where a provider's files land, how to read each entity, how strict DQ is."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from batchops.config.common import (
+    INTERNAL_TABLES,
+    SCHEDULE_PRESETS,
+    ColumnType,
+    DagPart,
+    Fraction,
+    Identifier,
+    StrictModel,
+    Tag,
+)
+from batchops.config.pipeline import PipelineOverride
+
+
+class ColumnSpec(StrictModel):
+    """One canonical column of an entity and where it comes from in the source file."""
+
+    source: str = Field(min_length=1, max_length=128, description="Column name in the provider's file.")
+    type: ColumnType = Field(description="Canonical type; values that do not parse count as invalid.")
+    required: bool = Field(False, description="The column must be present in the file.")
+    max_missing: Fraction | None = Field(None, description="Largest allowed share of missing values.")
+    allowed_values: list[str] | None = Field(None, description="Closed set of values (string columns).")
+    pattern: str | None = Field(None, max_length=200, description=(
+        "Regular expression every value must match: checked by DQ on string columns, and by OCR on the text "
+        "of any column (e.g. two decimals on amounts)."))
+    min: float | None = Field(None, description="Smallest allowed value (integer/float columns).")
+    max: float | None = Field(None, description="Largest allowed value (integer/float columns).")
+    normalize: list[Literal["trim", "upper", "lower"]] | None = Field(None, description=(
+        "How a string column's values are made comparable at ingest, before any check, join or key: trim "
+        "(leading and trailing blanks, the default for every string column: ' C1' and 'C1 ' are 'C1'), upper or "
+        "lower (case: 'c1' is 'C1'). [] keeps values exactly as delivered. Keys that still differ only in case "
+        "are reported by DQ as near-duplicates."))
+
+    @field_validator("source")
+    @classmethod
+    def _printable_source(cls, value: str) -> str:
+        if any(ord(ch) < 32 for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _checks_fit_type(self) -> ColumnSpec:
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ValueError(f"min/max apply to integer or float columns, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        if self.allowed_values is not None and self.type != "string":
+            raise ValueError(f"allowed_values applies to string columns, not {self.type}")
+        if self.normalize and self.type != "string":
+            raise ValueError(f"normalize applies to string columns, not {self.type}")
+        if self.normalize and {"upper", "lower"} <= set(self.normalize):
+            raise ValueError("normalize takes upper or lower, not both")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression ({exc})") from exc
+        return self
+
+
+def normalization(column: ColumnSpec) -> list[str]:
+    """The normalisation a column's values get at ingest: trim by default for strings, nothing for others."""
+    if column.type != "string":
+        return []
+    return ["trim"] if column.normalize is None else list(column.normalize)
+
+
+KEY_COLUMN = re.compile(r"^(customer_id|.+_id)$")
+
+
+def key_columns(spec: EntitySpec) -> list[str]:
+    """The columns that identify something (the primary key, customer_id, other *_id): compared as text."""
+    return [name for name in spec.columns if name in spec.primary_key or KEY_COLUMN.match(name)]
+
+
+class CsvOptions(StrictModel):
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote: str = Field('"', min_length=1, max_length=1)
+    date_format: str = Field("%Y-%m-%d", description="strptime format of date columns.")
+    header: Literal[True] = True
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format_reads_dates(cls, value: str) -> str:
+        """Caught here, not at ingest (where it would look like a bad delivery): the format must name a
+        year, a month and a day, and read back a date it wrote."""
+        from datetime import datetime
+
+        example = date(1997, 12, 31)
+        if not any(code in value for code in ("%Y", "%y")) or not any(code in value for code in ("%m", "%b", "%B")) \
+                or "%d" not in value and "%j" not in value:
+            raise ValueError(f"{value!r} must contain a year (%Y or %y), a month (%m, %b or %B) and a day (%d), "
+                             "e.g. %Y-%m-%d, %d/%m/%Y or %Y%m%d")
+        try:
+            parsed = datetime.strptime(example.strftime(value), value).date()
+        except Exception as exc:  # noqa: BLE001 - strptime raises re.error for a directive given twice
+            raise ValueError(f"{value!r} is not a strptime date format ({type(exc).__name__}: {exc}); give each "
+                             "directive once, e.g. %d/%m/%Y") from exc
+        if parsed != example:
+            raise ValueError(f"{value!r} does not read back the dates it writes ({example} -> {parsed})")
+        return value
+
+
+class OcrOptions(StrictModel):
+    dpi: int = Field(300, ge=100, le=600)
+    lang: str = Field("eng", pattern=r"^[a-z_]{3,16}$")
+    min_confidence: float = Field(60.0, ge=0, le=100, description="Cells below this Tesseract confidence are flagged.")
+
+
+class EntitySpec(StrictModel):
+    """One file a provider delivers per snapshot (customers, transactions, ...)."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,126}[A-Za-z0-9._-]$|^[A-Za-z0-9]$", description=(
+        "File name in the landing folder (spaces inside are fine, as spreadsheet exports name them; no "
+        "folders)."))
+    format: Literal["csv", "pdf"] = Field("csv", description="pdf: a scanned table, read by OCR in ingest.")
+    csv: CsvOptions = CsvOptions()
+    ocr: OcrOptions = OcrOptions()
+    primary_key: list[Identifier] = Field(default_factory=list, description=(
+        "Columns that identify a row (checked unique and not null). Leave it out for a file without a "
+        "natural key, e.g. a purchase log: its duplicates are then not checked."))
+    columns: dict[Identifier, ColumnSpec] = Field(min_length=1, description=(
+        "Canonical name -> where it comes from. Map what the provider has: a pipeline's optional columns "
+        "that are not mapped are absent (their features are left out), not empty."))
+    max_missing: Fraction | None = Field(None, description="Default missingness threshold of this entity.")
+    min_rows: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _keys_and_sources(self) -> EntitySpec:
+        unknown = [key for key in self.primary_key if key not in self.columns]
+        if unknown:
+            raise ValueError(f"primary_key names {unknown}, which are not among columns {sorted(self.columns)}")
+        seen: dict[str, str] = {}
+        for canonical, spec in self.columns.items():
+            if spec.source in seen:
+                raise ValueError(
+                    f"source column {spec.source!r} is mapped twice ({seen[spec.source]} and {canonical}); "
+                    "map each source column once"
+                )
+            seen[spec.source] = canonical
+        return self
+
+
+class DQDefaults(StrictModel):
+    max_missing: Fraction = Field(0.05, description="Default share of missing values allowed per column.")
+    max_invalid: Fraction = Field(0.0, description="Share of values allowed to fail type/range/allowed checks.")
+    min_rows: int = Field(1, ge=0, description=(
+        "Each entity must have at least this many rows; 0 accepts an empty file (a quiet day of an incremental "
+        "feed)."))
+    max_ocr_flagged: Fraction = Field(0.01, description="Share of OCR cells allowed to be low-confidence or invalid.")
+    max_orphan_rows: Fraction = Field(0.0, description=(
+        "Share of an entity's rows allowed to name a customer_id that the drop's customer file does not have. "
+        "Such rows are loaded but belong to no customer's features, labels or scores."))
+    max_future_dates: Fraction = Field(0.0, description=(
+        "Share of a date column's values allowed to lie after the snapshot date (a date from the future)."))
+    near_duplicate_keys: Literal["fail", "warn"] = Field("fail", description=(
+        "Key values that differ only in letter case (C0000001 and c0000001) after normalisation: fail the DQ "
+        "gate, or only report them. Declare normalize: [trim, upper] on the column to treat them as one."))
+
+
+class ProviderConfig(StrictModel):
+    """A data provider: where its files land, how to read them, how strict DQ is."""
+
+    provider_id: DagPart
+    description: str = ""
+    owner: str = Field(min_length=1)
+    schedule: str | None = Field("@daily", description=f"None, a cron expression or one of {SCHEDULE_PRESETS}.")
+    start_date: date = Field(date(2026, 1, 1), description=(
+        "First snapshot a *scheduled* run may process. Manual runs and backfills take any date."))
+    retries: int = Field(1, ge=0, le=10)
+    queue: str = Field("default", pattern=r"^[a-z0-9_-]{1,64}$", description=(
+        "Celery queue of every task of this provider's DAGs. A worker consumes the queues it names "
+        "(`airflow celery worker --queues shard_a`) and keeps those providers' warehouses on its own disk; "
+        "`default` is the queue a worker consumes when it names none. See docs/deploy.md, Scaling out."))
+    pipelines: list[DagPart] = Field(min_length=1, description=(
+        "Pipelines to run for this provider: a list of ids, or a mapping id -> overrides of that pipeline's "
+        "settings (label, model, guardrails, wait_for_model) for this provider only."))
+    pipeline_overrides: dict[DagPart, PipelineOverride] = Field(default_factory=dict, description=(
+        "Filled from the mapping form of `pipelines`."))
+    landing_path: str = Field(
+        "{provider_id}/{snapshot_date}",
+        description="Folder of a snapshot's files, relative to BATCHOPS_DATA_DIR.",
+    )
+    ready_marker: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$", description=(
+        "File the provider writes into the landing folder after an upload is complete (e.g. _SUCCESS); "
+        "ingest waits for it. Use it when uploads are not atomic."))
+    landing_timeout_minutes: int = Field(720, ge=1, le=10080, description=(
+        "How long a scheduled run's wait_for_drop waits for the snapshot's files (and ready_marker) before the "
+        "run ends NO DROP (its tasks skipped, nothing failed). Manual runs never wait: a missing file fails "
+        "ingest at once with the expected path."))
+    landing_poke_seconds: int = Field(300, ge=5, le=86400, description=(
+        "How often wait_for_drop looks for the files (reschedule mode: no worker slot is held in between)."))
+    landing_settle_seconds: float = Field(2.0, ge=0, le=600, description=(
+        "A landing file modified less than this long ago is watched this long; if it still changes it is "
+        "treated as an upload in progress and ingest retries later."))
+    tags: list[Tag] = []
+    dq: DQDefaults = DQDefaults()
+    entities: dict[Identifier, EntitySpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pipelines_mapping(cls, data: Any) -> Any:
+        """`pipelines: {propensity_model: {label: {horizon_days: 90}}}` = the list of ids plus overrides."""
+        if isinstance(data, dict) and isinstance(data.get("pipelines"), dict):
+            mapping = data["pipelines"]
+            data = {**data, "pipelines": list(mapping),
+                    "pipeline_overrides": {key: value for key, value in mapping.items() if value}}
+        return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_airflow_accepts(cls, value: str | None) -> str | None:
+        if value is None or value in SCHEDULE_PRESETS:
+            return value
+        from croniter import croniter  # what Airflow's cron timetables use
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is neither a cron expression (e.g. '0 6 * * *') nor one of "
+                             f"{list(SCHEDULE_PRESETS)}")
+        return value
+
+    @field_validator("entities")
+    @classmethod
+    def _entities_are_not_internal_tables(cls, value: dict[str, EntitySpec]) -> dict[str, EntitySpec]:
+        taken = sorted(INTERNAL_TABLES & set(value))
+        if taken:
+            raise ValueError(f"entity name(s) {taken} are tables BatchOps keeps itself ({sorted(INTERNAL_TABLES)}); "
+                             "rename the entity")
+        return value
+
+    @model_validator(mode="after")
+    def _overrides_name_listed_pipelines(self) -> ProviderConfig:
+        unknown = sorted(set(self.pipeline_overrides) - set(self.pipelines))
+        if unknown:
+            raise ValueError(f"pipeline_overrides for {unknown}, which are not in pipelines {self.pipelines}")
+        return self
+
+    @field_validator("landing_path")
+    @classmethod
+    def _safe_landing_path(cls, value: str) -> str:
+        if "{snapshot_date}" not in value:
+            raise ValueError("must contain {snapshot_date} so each snapshot has its own folder")
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValueError("must be a relative path inside BATCHOPS_DATA_DIR (no leading / and no ..)")
+        try:
+            value.format(provider_id="p", snapshot_date="2026-01-01")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{provider_id}} and {{snapshot_date}} may be used ({exc})") from exc
+        return value
+
+    def landing_dir(self, data_dir: Path, snapshot_date: date) -> Path:
+        relative = self.landing_path.format(provider_id=self.provider_id, snapshot_date=snapshot_date.isoformat())
+        return data_dir / relative
+
+    def missing_landing_files(self, data_dir: Path, snapshot_date: date) -> list[str]:
+        """The snapshot's files (and ready_marker) not in the landing folder yet, as paths."""
+        folder = self.landing_dir(data_dir, snapshot_date)
+        names = [spec.file for spec in self.entities.values()] + ([self.ready_marker] if self.ready_marker else [])
+        return [str(folder / name) for name in names if not (folder / name).is_file()]
+
+    def missing_threshold(self, entity: str, column: str) -> float:
+        spec = self.entities[entity]
+        column_spec = spec.columns[column]
+        for threshold in (column_spec.max_missing, spec.max_missing):
+            if threshold is not None:
+                return threshold
+        return self.dq.max_missing
+
+
+
+
+ProviderConfig.model_rebuild()
