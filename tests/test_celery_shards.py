@@ -161,6 +161,7 @@ def test_moving_a_provider_to_the_other_shard_loses_nothing(stack):
     carried = new_dir.parent / "carried" / Path(backup).name  # 3. what scp/rsync would do between hosts
     carried.parent.mkdir(parents=True)
     shutil.copy2(backup, carried)
+    shutil.copy2(f"{backup}.manifest.json", f"{carried}.manifest.json")  # restore verifies the copy against it
     shutil.copytree(old_dir / "models" / provider, new_dir / "models" / provider)
     batchops(new, "restore", "--provider", provider, "--backup", str(carried))
     config = stack.settings.config_dir / f"{provider}.yaml"  # 4. the new queue

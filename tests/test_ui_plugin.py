@@ -312,3 +312,34 @@ def test_a_damaged_warehouse_breaks_only_its_own_cells(client, bad_input):
     bad_input.record("security", "damaged warehouse (truncated, random bytes) on the BatchOps page",
                      "provider_b's cells: warehouse file damaged: " + outcomes["truncated"].replace("&#34;", '"'),
                      kept="other providers' rows unchanged")
+
+
+def test_pages_forbid_loading_anything_from_elsewhere(client):
+    for url in ("/batchops/", f"/batchops/runs/{DAG_ID}/manual__ok", f"/batchops/files/{DAG_ID}/manual__ok/metrics.json",
+                "/batchops/runs/some_dag/x"):
+        answer = client.get(url, headers=token(client))
+        policy = answer.headers.get("content-security-policy", "")
+        assert answer.status_code == 200, url
+        assert "default-src 'none'" in policy and "img-src 'self'" in policy and "script-src" not in policy, url
+
+
+def test_a_linked_dag_or_run_folder_serves_nothing_under_its_name(client):
+    from batchops.settings import Settings
+
+    runs = Settings.from_env().runs_dir
+    linked_dag = runs / "provider_b__propensity_model"
+    linked_run = runs / DAG_ID / "manual__alias"
+    linked_dag.symlink_to(runs / DAG_ID, target_is_directory=True)
+    linked_run.symlink_to(runs / DAG_ID / "manual__ok", target_is_directory=True)
+    try:
+        answers = [client.get(url, headers=token(client)) for url in (
+            "/batchops/runs/provider_b__propensity_model/manual__ok",
+            "/batchops/files/provider_b__propensity_model/manual__ok/metrics.json",
+            f"/batchops/runs/{DAG_ID}/manual__alias", f"/batchops/files/{DAG_ID}/manual__alias/metrics.json")]
+        overview = client.get("/batchops/", headers=token(client)).text
+    finally:
+        linked_dag.unlink()
+        linked_run.unlink()
+    assert [answer.status_code for answer in answers] == [404, 404, 404, 404]
+    row = overview.split("provider_b__propensity_model", 1)[1].split("</tr>", 1)[0]
+    assert "manual__ok" not in row

@@ -37,6 +37,7 @@ def classification_metrics(labels, scores) -> dict[str, float]:
 
 
 MIN_CLASS_ROWS_TO_JUDGE = 50
+MAX_AUC_UNCERTAINTY = 0.05
 
 
 def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
@@ -51,19 +52,21 @@ def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
 
 def judgement_warning(where: str, labels, scores) -> str | None:
     """Why the rows a model is judged on cannot judge it, or None: every row scored alike (identical features),
-    or fewer than MIN_CLASS_ROWS_TO_JUDGE rows of a class (the AUC then moves by more than chance allows)."""
+    fewer than MIN_CLASS_ROWS_TO_JUDGE rows of a class, or so few rows that the ROC AUC's 95% interval is wider
+    than +-MAX_AUC_UNCERTAINTY (Hanley & McNeil)."""
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=float)
     positives = int(labels.sum())
     negatives = len(labels) - positives
     if len(labels) and len(np.unique(scores)) == 1:
         return (f"all {len(labels)} rows of the {where} got the same score (their features do not differ): its ROC "
                 "AUC of 0.5 says nothing about the model")
-    if min(positives, negatives) < MIN_CLASS_ROWS_TO_JUDGE:
-        auc = classification_metrics(labels, scores)["roc_auc"] if positives and negatives else float("nan")
-        spread = auc_standard_error(auc, positives, negatives)
-        chance = f"; its ROC AUC could be off by about {1.96 * spread:.2f} by chance" if not math.isnan(spread) else ""
+    auc = classification_metrics(labels, scores)["roc_auc"] if positives and negatives else float("nan")
+    spread = 1.96 * auc_standard_error(auc, positives, negatives)
+    if min(positives, negatives) < MIN_CLASS_ROWS_TO_JUDGE or not spread <= MAX_AUC_UNCERTAINTY:
+        chance = f"; its ROC AUC could be off by {spread:.2f} either way by chance" if not math.isnan(spread) else ""
         return (f"the {where} has {len(labels)} rows, {positives} positive and {negatives} negative: too few to judge "
-                f"a model (at least {MIN_CLASS_ROWS_TO_JUDGE} of each class){chance}")
+                f"a model{chance} (at least {MIN_CLASS_ROWS_TO_JUDGE} of each class and an interval within "
+                f"+-{MAX_AUC_UNCERTAINTY} are needed)")
     return None
 
 

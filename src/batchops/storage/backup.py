@@ -107,6 +107,7 @@ def backup(settings: Settings, provider_id: str, keep: int | None = None) -> dic
         raise MaintenanceError(f"{source} does not exist: provider {provider_id} has no warehouse to back up")
     target = settings.backup_dir(provider_id) / f"{provider_id}-{stamp()}.duckdb"
     with open_warehouse(settings, provider_id) as warehouse:
+        remove_dead_temp_files(target.parent, (f".{target.name.rsplit('-', 1)[0]}-",))  # killed earlier backups
         warehouse.execute("CHECKPOINT")  # the file alone now holds every committed change
         live = table_fingerprints(warehouse.duckdb)
         with atomic_path(target) as temp:

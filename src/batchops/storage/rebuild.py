@@ -24,6 +24,7 @@ from typing import Any
 
 from batchops.artifacts import sha256_of_file
 from batchops.config import ConfigSet, PipelineSpec, ProviderConfig
+from batchops.faults import pause_point
 from batchops.models import REGISTRY_SIDECAR, ensure_registry, register_model
 from batchops.owner import owner_tag
 from batchops.recovery import remove_dead_temp_files
@@ -216,8 +217,9 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
     target = warehouse_path(settings, provider_id)
     started = stamp()
     problems: list[str] = []
+    pause_point("rebuild.before_lock", provider_id, settings.warehouse_dir / "tmp" / provider_id)
     with warehouse_lock(settings, provider_id):
-        remove_dead_temp_files(settings.warehouse_dir, (f".rebuild-{provider_id}.",))
+        remove_dead_temp_files(settings.warehouse_dir, (f".rebuild-{provider_id}.", f".{target.name}."))
         history = run_history(settings, provider, problems)  # under the lock: every committed run is in it
         for problem in problems:
             note(f"run folder left out: {problem}")
