@@ -24,6 +24,8 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 # Airflow caches its plugins per process: point it at ours before any test loads them.
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 SNAPSHOT = date(2026, 2, 1)
+# The rows of an entity table that a run of the drop given as the ? parameter reads (batchops.storage.versions).
+VISIBLE_ON = "CAST(? AS DATE) BETWEEN valid_from AND coalesce(valid_to - 1, DATE '9999-12-31')"
 sys.path.insert(0, str(REPO / "scripts"))  # generate_data is a script, imported here as a module
 
 import generate_data  # noqa: E402

@@ -12,7 +12,7 @@ import duckdb
 
 from batchops.settings import Settings
 
-from conftest import REPO
+from conftest import REPO, VISIBLE_ON
 
 
 class Stack:
@@ -48,5 +48,6 @@ class Stack:
     def warehouse_rows(self, provider: str, table: str, snapshot: str) -> tuple[int, int]:
         with duckdb.connect(str(self.settings.warehouse_dir / f"{provider}.duckdb"), read_only=True) as con:
             key = {"customers": "customer_id", "transactions": "transaction_id", "predictions": "customer_id"}[table]
-            return con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table} "
-                               "WHERE snapshot_date = CAST(? AS DATE)", [snapshot]).fetchone()
+            seen = VISIBLE_ON if table in ("customers", "transactions") else "snapshot_date = CAST(? AS DATE)"
+            return con.execute(f"SELECT count(*), count(DISTINCT {key}) FROM {table} WHERE {seen}",
+                               [snapshot]).fetchone()

@@ -15,7 +15,7 @@ from airflow_stack import AirflowStack
 from batchops.artifacts import run_dir_for
 from batchops.runlog import read_events
 
-from conftest import configs, make_drop
+from conftest import VISIBLE_ON, configs, make_drop
 
 PROVIDERS = ("provider_a", "provider_b", "provider_c", "provider_d")
 SNAPSHOTS = (date(2026, 2, 1), date(2026, 2, 8))
@@ -85,9 +85,9 @@ def warehouse_facts(stack: AirflowStack, provider: str, snapshot: date) -> dict[
             return con.execute(sql, [snapshot]).fetchone()
 
         return {
-            "customers": one("SELECT count(*), count(DISTINCT customer_id) FROM customers WHERE snapshot_date = ?"),
-            "transactions": one("SELECT count(*), count(DISTINCT transaction_id) FROM transactions "
-                                "WHERE snapshot_date = ?"),
+            "customers": one(f"SELECT count(*), count(DISTINCT customer_id) FROM customers WHERE {VISIBLE_ON}"),
+            "transactions": one(f"SELECT count(*), count(DISTINCT transaction_id) FROM transactions "
+                                f"WHERE {VISIBLE_ON}"),
             "features": one("SELECT count(*), count(DISTINCT (customer_id, snapshot_date, purpose)), "
                             "count(DISTINCT snapshot_date), count(*) FILTER (WHERE purpose = 'score') "
                             "FROM features WHERE source_snapshot = ?"),

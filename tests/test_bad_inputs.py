@@ -50,7 +50,7 @@ from batchops.storage.backup import (
 )
 from batchops.storage.warehouse import open_warehouse, wal_path, warehouse_path
 
-from conftest import REPO, SNAPSHOT, delivered_earlier, make_drop, run_context
+from conftest import REPO, SNAPSHOT, VISIBLE_ON, delivered_earlier, make_drop, run_context
 
 BAD_SNAPSHOT = date(2026, 2, 2)
 
@@ -157,7 +157,7 @@ def bad_drop_outcome(settings: Settings, provider: str = "provider_a") -> str:
         # an accepted drop adds its own snapshot's rows; earlier artifacts stay byte-identical
         assert changed <= {("provider_a", "customers"), ("provider_a", "transactions"), ("provider_a", "load_audit")}
         with duckdb.connect(str(warehouse_path(settings, "provider_a")), read_only=True) as con:
-            assert con.execute("SELECT count(*) FROM customers WHERE snapshot_date = ?", [SNAPSHOT]).fetchone()[0] == 600
+            assert con.execute(f"SELECT count(*) FROM customers WHERE {VISIBLE_ON}", [SNAPSHOT]).fetchone()[0] == 600
     return outcome
 
 
@@ -426,7 +426,7 @@ def test_sql_injection_through_source_column_names_stays_data(home, bad_input):
     outcome = bad_drop_outcome(home)
     assert outcome.startswith("accepted")
     with duckdb.connect(str(warehouse_path(home, "provider_a")), read_only=True) as con:
-        assert con.execute("SELECT count(DISTINCT snapshot_date) FROM customers").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM load_audit WHERE entity = 'customers'").fetchone()[0] == 2
     bad_input.record("security", "SQL injection through a CSV header",
                      "the column name is quoted and bound; the table survives: " + outcome,
                      kept="earlier snapshot unchanged; the new one loaded")
@@ -792,7 +792,8 @@ def test_rebuild_rebuilds_every_drop_it_can_and_lists_the_rest(maintained, capsy
     assert "header repeats column(s) ['region']" in err and f"--skip {BAD_SNAPSHOT}" in err
     assert "from 2 of 3 landing drops" in out
     with duckdb.connect(str(warehouse_path(maintained, "provider_a")), read_only=True) as con:
-        loaded = {row[0] for row in con.execute("SELECT DISTINCT snapshot_date FROM customers").fetchall()}
+        loaded = {row[0] for row in con.execute("SELECT snapshot_date FROM load_audit WHERE entity = 'customers'"
+                                                ).fetchall()}
     assert loaded == {SNAPSHOT, date(2026, 2, 3)}  # the later drop was rebuilt too
     code, out, err = command(maintained, capsys, "rebuild", "--provider", "provider_a", "--skip",
                              BAD_SNAPSHOT.isoformat())

@@ -100,7 +100,7 @@ def test_dq_failure_blocks_loading_training_and_scoring(stack):
     assert not report["passed"] and any(c["check"] == "unique_key" and not c["passed"] for c in report["checks"])
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions").exists()
     with duckdb.connect(str(stack.settings.warehouse_dir / "provider_a.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM transactions WHERE snapshot_date = DATE '2026-02-03'").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM load_audit WHERE snapshot_date = DATE '2026-02-03'").fetchone() == (0,)
 
 
 def test_provider_c_with_a_scanned_pdf_statement_runs_end_to_end(stack):

@@ -49,8 +49,8 @@ def test_features_ignore_transactions_on_or_after_the_snapshot(project):
     with open_warehouse(project, "provider_a") as warehouse:
         warehouse.execute("""INSERT INTO transactions BY NAME
             SELECT 'LATE' || customer_id || i AS transaction_id, customer_id, DATE '2026-02-01' + i::INTEGER AS txn_date,
-                   999.0 AS amount, 'web' AS channel, DATE '2026-02-01' AS snapshot_date, 'test' AS load_id
-            FROM customers, range(3) t(i) WHERE snapshot_date = DATE '2026-02-01'""")
+                   999.0 AS amount, 'web' AS channel, DATE '2026-02-01' AS valid_from, 'test' AS load_id
+            FROM customers, range(3) t(i) WHERE valid_from <= DATE '2026-02-01' AND valid_to IS NULL""")
     build_features(ctx)
     pd.testing.assert_frame_equal(features_at(ctx), before)
 
@@ -59,7 +59,7 @@ def test_every_customer_gets_features_even_without_transactions(project):
     ctx = prepare(project)
     with open_warehouse(project, "provider_a") as warehouse:
         warehouse.execute("INSERT INTO customers BY NAME SELECT 'NEW1' AS customer_id, DATE '2026-01-20' AS signup_date,"
-                          " 'north' AS region, 'smb' AS segment, 30 AS age, DATE '2026-02-01' AS snapshot_date")
+                          " 'north' AS region, 'smb' AS segment, 30 AS age, DATE '2026-02-01' AS valid_from")
     build_features(ctx)
     row = features_at(ctx).set_index("customer_id").loc["NEW1"]
     assert row["has_history"] == 0 and row["txn_count_365"] == 0 and row["amount_sum_90"] == 0

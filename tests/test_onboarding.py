@@ -20,7 +20,7 @@ import pytest
 
 from batchops.config import load_config_set
 
-from conftest import delivered_earlier
+from conftest import VISIBLE_ON, delivered_earlier
 from dags_test_stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -166,7 +166,7 @@ def test_transactions_only_provider_from_the_1990s_onboards_with_one_file(stack,
     assert sorted(scored) == sorted(scoring_ids) and scored[0].startswith("0")  # ids exact, zeros kept
     with duckdb.connect(str(stack.settings.warehouse_dir / "cd_retailer.duckdb"), read_only=True) as con:
         stored = {row[0] for row in con.execute(
-            "SELECT customer_id FROM customers WHERE snapshot_date = DATE '1998-06-30'").fetchall()}
+            f"SELECT customer_id FROM customers WHERE {VISIBLE_ON}", ["1998-06-30"]).fetchall()}
     assert stored == set(training_ids)
     bad_input.record("config", "a transactions-only provider from 1997-98 (no customer file, %Y%m%d dates, "
                      "leading-zero ids, 90-day horizon override)",

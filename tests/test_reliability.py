@@ -16,7 +16,7 @@ from airflow_stack import AirflowStack
 from batchops.artifacts import run_dir_for
 from batchops.runlog import read_events
 
-from conftest import make_drop
+from conftest import VISIBLE_ON, make_drop
 
 pytestmark = pytest.mark.e2e
 FAULT_DAG = "provider_e__propensity_model"
@@ -83,9 +83,9 @@ def test_kill_9_inside_load_features_and_score_then_clear_gives_a_clean_run(stac
 
     # exactly the rows of the clean run of the same drop (provider_a, in the load matrix)
     for sql in ("SELECT count(*), sum(hash(customer_id, signup_date, region, segment, age)) FROM customers "
-                "WHERE snapshot_date = ?",
+                f"WHERE {VISIBLE_ON}",
                 "SELECT count(*), sum(hash(transaction_id, customer_id, txn_date, amount, channel)) FROM transactions "
-                "WHERE snapshot_date = ?",
+                f"WHERE {VISIBLE_ON}",
                 "SELECT count(*), sum(hash(customer_id, snapshot_date, purpose, txn_count_all, amount_sum_all)) "
                 "FROM features WHERE source_snapshot = ?",
                 "SELECT count(*), count(DISTINCT customer_id), round(sum(score), 9) FROM predictions "

@@ -1,6 +1,7 @@
--- features: one row per (customer_id, snapshot_date) built from the drop of $snapshot_date.
+-- features: one row per (customer_id, snapshot_date) built for the drop of $snapshot_date.
 --   snapshot_date   = the as-of date T of the features (point in time: only transactions dated < T)
---   source_snapshot = the drop they were computed from
+--   source_snapshot = the drop they were computed for: its run reads every row delivered by drops up to it,
+--                     never a later drop's (valid_from <= drop < valid_to; see batchops.storage.versions)
 --   purpose         = 'score' for the drop's own date, 'train' for T - horizon - k * step (k < training_snapshots)
 -- Runs once per as-of date ($as_of, $purpose), the drop's own date first, and per range of the
 -- customers ($customer_from <= customer_id < $customer_to, NULL: open; one range up to a million customers) - see
@@ -53,15 +54,22 @@ WITH activity_per_customer AS (  -- aggregate before joining customers: far chea
         count(*) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 365)                 AS txn_count_365,
         count(*) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 180
                            AND txn_date < CAST($as_of AS DATE) - 90)                   AS txn_count_prev_90,
-        sum(amount) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 30)               AS amount_sum_30,
-        sum(amount) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 90)               AS amount_sum_90,
-        sum(amount) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 365)              AS amount_sum_365,
+        sum(amount_units) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 30) / 10000  AS amount_sum_30,
+        sum(amount_units) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 90) / 10000  AS amount_sum_90,
+        sum(amount_units) FILTER (WHERE txn_date >= CAST($as_of AS DATE) - 365) / 10000 AS amount_sum_365,
         count(*)                                                                       AS txn_count_all,
-        sum(amount)                                                                    AS amount_sum_all
-    FROM transactions
-    WHERE snapshot_date = CAST($snapshot_date AS DATE) AND txn_date < CAST($as_of AS DATE)
-      AND (CAST($customer_from AS VARCHAR) IS NULL OR customer_id >= $customer_from)
-      AND (CAST($customer_to AS VARCHAR) IS NULL OR customer_id < $customer_to)
+        sum(amount_units) / 10000                                                      AS amount_sum_all
+    FROM (
+        -- amounts summed as whole ten-thousandths: a sum of doubles depends on the order rows are stored in,
+        -- and the same purchases must give the same features however they were delivered and stored
+        SELECT customer_id, txn_date, CAST(round(amount * 10000) AS BIGINT) AS amount_units
+        FROM transactions
+        WHERE valid_from <= CAST($snapshot_date AS DATE)
+          AND (valid_to IS NULL OR valid_to > CAST($snapshot_date AS DATE))
+          AND txn_date < CAST($as_of AS DATE)
+          AND (CAST($customer_from AS VARCHAR) IS NULL OR customer_id >= $customer_from)
+          AND (CAST($customer_to AS VARCHAR) IS NULL OR customer_id < $customer_to)
+    ) AS transactions
     GROUP BY customer_id
 )
 SELECT
@@ -90,7 +98,8 @@ SELECT
     coalesce(activity.amount_sum_all / nullif(activity.txn_count_all, 0), 0) AS avg_amount_all
 FROM customers
 LEFT JOIN activity_per_customer AS activity ON activity.customer_id = customers.customer_id
-WHERE customers.snapshot_date = CAST($snapshot_date AS DATE)
+WHERE customers.valid_from <= CAST($snapshot_date AS DATE)
+  AND (customers.valid_to IS NULL OR customers.valid_to > CAST($snapshot_date AS DATE))
   AND (CAST($customer_from AS VARCHAR) IS NULL OR customers.customer_id >= $customer_from)
   AND (CAST($customer_to AS VARCHAR) IS NULL OR customers.customer_id < $customer_to)
   -- training rows only for customers who had signed up by then (point in time)

@@ -1,6 +1,6 @@
 -- labels: for each training row of features (purpose 'train'), label = 1 when the customer has at
--- least one transaction in [as_of, as_of + horizon_days) in the same drop. Every such window ends
--- on or before the drop's snapshot date, so every label is fully observed.
+-- least one transaction in [as_of, as_of + horizon_days) among the rows a run of the drop reads (every drop
+-- up to it). Every such window ends on or before the drop's snapshot date, so every label is fully observed.
 -- Runs once per as-of date and range of customers like features.sql: the drop's own date
 -- ('score', first) clears the drop's labels and adds none; each training date adds its own.
 CREATE TABLE IF NOT EXISTS labels (
@@ -24,7 +24,8 @@ INSERT INTO labels
 WITH active_in_horizon AS (
     SELECT DISTINCT customer_id
     FROM transactions
-    WHERE snapshot_date = CAST($snapshot_date AS DATE)
+    WHERE valid_from <= CAST($snapshot_date AS DATE)
+      AND (valid_to IS NULL OR valid_to > CAST($snapshot_date AS DATE))
       AND txn_date >= CAST($as_of AS DATE)
       AND txn_date < CAST($as_of AS DATE) + CAST($horizon_days AS INTEGER)
       AND (CAST($customer_from AS VARCHAR) IS NULL OR customer_id >= $customer_from)

@@ -128,6 +128,11 @@ class EntitySpec(StrictModel):
         "File name in the landing folder (spaces inside are fine, as spreadsheet exports name them; no "
         "folders)."))
     format: Literal["csv", "pdf"] = Field("csv", description="pdf: a scanned table, read by OCR in ingest.")
+    delivery: Literal["snapshot", "incremental"] = Field("snapshot", description=(
+        "snapshot: each drop is a full extract (every row as of that day); only what changed since the stored "
+        "state is stored. incremental: each drop holds the rows new or changed since the previous drop; they "
+        "accumulate, and with a primary_key a later delivery of a key supersedes the earlier one (a correction). "
+        "Either way a run of drop D reads every row delivered by drops up to D, never a later one."))
     csv: CsvOptions = CsvOptions()
     ocr: OcrOptions = OcrOptions()
     primary_key: list[Identifier] = Field(default_factory=list, description=(
@@ -167,6 +172,9 @@ class DQDefaults(StrictModel):
         "Such rows are loaded but belong to no customer's features, labels or scores."))
     max_future_dates: Fraction = Field(0.0, description=(
         "Share of a date column's values allowed to lie after the snapshot date (a date from the future)."))
+    delivery_gaps: Literal["fail", "warn"] = Field("fail", description=(
+        "A drop of an incremental entity whose previous drop (by the provider's schedule) was never loaded: "
+        "the days in between are missing from its history. fail blocks the run; warn reports it and goes on."))
     near_duplicate_keys: Literal["fail", "warn"] = Field("fail", description=(
         "Key values that differ only in letter case (C0000001 and c0000001) after normalisation: fail the DQ "
         "gate, or only report them. Declare normalize: [trim, upper] on the column to treat them as one."))

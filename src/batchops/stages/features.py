@@ -15,6 +15,7 @@ from typing import Any
 from batchops.config import PipelineSpec
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
+from batchops.storage.versions import VISIBLE_AT
 from batchops.storage.warehouse import open_warehouse
 
 
@@ -53,14 +54,14 @@ def customer_bounds(warehouse, snapshot_date: str, range_size: int) -> list[str]
     fit one). At 3M customers one GROUP BY per date spilled to disk under a 1GB DuckDB limit (10.1 s a
     date); three ranges of 1M took 6.3 s. Ranges of ids, not hash shares: a hash filter on the id cost
     3x per pass (docs/performance.md)."""
-    customers = warehouse.execute("SELECT count(*) FROM customers WHERE snapshot_date = CAST($d AS DATE)",
-                                  {"d": snapshot_date}).fetchone()[0]
+    customers = warehouse.execute(f"SELECT count(*) FROM customers WHERE {VISIBLE_AT}",
+                                  {"snapshot_date": snapshot_date}).fetchone()[0]
     parts = -(-customers // range_size)
     if parts <= 1:
         return []
     found = warehouse.execute(
-        "SELECT quantile_disc(customer_id, $q) FROM customers WHERE snapshot_date = CAST($d AS DATE)",
-        {"q": [k / parts for k in range(1, parts)], "d": snapshot_date}).fetchone()[0]
+        f"SELECT quantile_disc(customer_id, $q) FROM customers WHERE {VISIBLE_AT}",
+        {"q": [k / parts for k in range(1, parts)], "snapshot_date": snapshot_date}).fetchone()[0]
     return sorted(set(found))
 
 

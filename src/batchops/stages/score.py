@@ -29,6 +29,7 @@ from batchops.plots import plot_drift, plot_score_histogram
 from batchops.runcontext import RunContext
 from batchops.sqlfiles import run_sql_file
 from batchops.sqlsafe import quote_identifier, string_literal
+from batchops.storage.versions import VISIBLE_AT
 from batchops.storage.warehouse import open_warehouse, transaction
 
 CHUNK_ROWS = 250_000
@@ -152,8 +153,8 @@ def score(ctx: RunContext) -> dict[str, Any]:
                 f"SELECT customer_id, {columns} FROM features WHERE source_snapshot = CAST($d AS DATE) "
                 "AND purpose = 'score' ORDER BY customer_id", {"d": snapshot}),
                 categorical=[name for name in registered.features if types[name] == "VARCHAR"])
-            expected = warehouse.execute("SELECT count(DISTINCT customer_id) FROM customers "
-                                         "WHERE snapshot_date = CAST($d AS DATE)", {"d": snapshot}).fetchone()[0]
+            expected = warehouse.execute(f"SELECT count(DISTINCT customer_id) FROM customers WHERE {VISIBLE_AT}",
+                                         {"snapshot_date": snapshot}).fetchone()[0]
         drift = check_drift(ctx, registered, features_frame)
         logged.update(drift_verdict=drift["verdict"])
         scores = _predict(model, features_frame, registered.features)

@@ -13,10 +13,13 @@ from typing import Any
 
 from batchops.artifacts import read_json, write_json_atomic, write_text_atomic
 from batchops.config import EntitySpec, ProviderConfig
+from batchops.delivery_calendar import missing_drops
 from batchops.duck import scratch_connection
 from batchops.errors import InputDataError
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier
+from batchops.storage.versions import loaded_dates
+from batchops.storage.warehouse import open_warehouse, warehouse_path
 
 
 def _check(entity: str, column: str | None, check: str, metric: str, threshold: Any, observed: Any,
@@ -223,6 +226,27 @@ def orphan_checks(connection, ctx: RunContext, missing_columns: dict[str, set[st
     return checks
 
 
+def delivery_gap_checks(ctx: RunContext) -> list[dict[str, Any]]:
+    """An incremental entity's drop whose previous due drop (by the schedule) was never loaded: the days in
+    between are missing from its history, and every feature built on it would be wrong without a word."""
+    incremental = [entity for entity, spec in ctx.provider.entities.items() if spec.delivery == "incremental"]
+    if not incremental or not warehouse_path(ctx.settings, ctx.provider.provider_id).exists():
+        return []  # the first drop holds the history
+    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+        loaded = {entity: loaded_dates(warehouse, entity) for entity in incremental}
+    checks = []
+    for entity in incremental:
+        missing = missing_drops(ctx.provider.schedule, ctx.snapshot_date, loaded[entity])
+        shown = ", ".join(d.isoformat() for d in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
+                                                                  else "")
+        checks.append(_check(entity, None, "delivery_gaps", "missing_drops", 0, len(missing), not missing,
+                             f"the drop(s) of {shown} were never loaded (schedule {ctx.provider.schedule}): their rows "
+                             f"are missing from {entity}'s history before {ctx.snapshot_date}. Load them (a run for "
+                             "each date; a late drop is stored in its place), or set dq.delivery_gaps: warn"
+                             if missing else "", warn_only=ctx.provider.dq.delivery_gaps == "warn"))
+    return checks
+
+
 def ocr_checks(provider, entity: str, ocr: dict[str, Any]) -> list[dict[str, Any]]:
     """The scan's own quality, counted apart: invalid cells (failed their column's rule) against
     dq.max_invalid, low-confidence or doubtful ones against dq.max_ocr_flagged, and pages whose rows
@@ -299,6 +323,7 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         with log.timed("validate_relationships"):
             checks += orphan_checks(connection, ctx, {entity: set(result["missing_columns"]) for entity, result
                                                       in ingest_report["entities"].items()})
+        checks += delivery_gap_checks(ctx)
     finally:
         connection.close()
     failed = [c for c in checks if not c["passed"]]
