@@ -166,7 +166,7 @@ def test_broken_pipeline_file_is_reported(project, case, bad_input):
 def test_validate_command_exit_codes(project, monkeypatch, capsys):
     monkeypatch.setenv("BATCHOPS_HOME", str(project.home))
     assert cli_main(["validate"]) == 0
-    assert f"{2 * len(SHIPPED_PROVIDERS)} DAG(s)" in capsys.readouterr().out
+    assert f"{2 * len(SHIPPED_PROVIDERS) + 1} DAG(s)" in capsys.readouterr().out  # and batchops_maintenance
     write(project.config_dir / "provider_x.yaml", provider_yaml(extra="shedule: daily"))
     assert cli_main(["validate"]) == 1
     assert "provider_x.yaml: shedule: unknown key" in capsys.readouterr().err

@@ -30,8 +30,17 @@ def dagbag(project, monkeypatch) -> DagBag:
 
 def test_one_dag_per_provider_and_pipeline_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == [f"provider_{p}__{q}" for p in "abc" for q in ("propensity_model",
-                                                                                 "propensity_scoring")]
+    assert sorted(dagbag.dags) == ["batchops_maintenance"] + [f"provider_{p}__{q}" for p in "abc" for q in (
+        "propensity_model", "propensity_scoring")]
+
+
+def test_the_maintenance_dag_prunes_each_provider_on_its_queue(project, monkeypatch):
+    (project.config_dir / "provider_b.yaml").write_text((project.config_dir / "provider_b.yaml").read_text()
+                                                        + "queue: shard_b\n")
+    dag = dagbag_for(project.home, monkeypatch).dags["batchops_maintenance"]
+    assert dag.schedule == "@daily" and dag.max_active_runs == 1
+    assert {task.task_id: task.queue for task in dag.tasks} == {
+        "prune__provider_a": "default", "prune__provider_b": "shard_b", "prune__provider_c": "default"}
 
 
 @pytest.mark.parametrize(("dag_id", "tasks"), [("provider_a__propensity_model", MODEL_TASKS),
@@ -69,7 +78,7 @@ def test_broken_config_becomes_an_error_dag_and_the_rest_still_load(project, mon
     (project.config_dir / "provider_x.yaml").write_text("provider_id: provider_x\nentities: {}\nshedule: x\n")
     dagbag = dagbag_for(project.home, monkeypatch)
     assert dagbag.import_errors == {}
-    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 9  # 3 providers x 2 + 1 + 2
+    assert "provider_a__propensity_model" in dagbag.dags and len(dagbag.dags) == 10  # 3 x 2, maintenance, 1 + 2
     from batchops.factory import error_dag_id
 
     error_dag = dagbag.dags[error_dag_id(str(project.config_dir / "provider_x.yaml"))]

@@ -20,3 +20,6 @@ CREATE TABLE IF NOT EXISTS model_registry (
 UPDATE model_registry
 SET path = regexp_extract(path, '([^/]+/model\.pkl)$', 1)
 WHERE starts_with(path, '/');
+
+-- When retention removed the model's files (python -m batchops prune); the decision stays in the registry.
+ALTER TABLE model_registry ADD COLUMN IF NOT EXISTS pruned_at TIMESTAMP;

@@ -269,3 +269,9 @@ class LandingDropSensor(BaseSensorOperator):
                 "no_drop", level="WARNING", task=self.task_id, waited_seconds=self.timeout, missing=missing)
             raise AirflowSkipException(f"no drop for {self.snapshot_date} within {self.timeout}s; missing: "
                                        f"{', '.join(missing)}") from exc
+        except Exception as exc:
+            # its own error (a folder it cannot list, ...): the reason goes to the run's log for the summary, and
+            # Airflow retries the task (landing_wait_retries)
+            try_number = getattr(context.get("ti"), "try_number", None)
+            run_logger_for(context, self.settings).failed("stage", exc, task=self.task_id, try_number=try_number)
+            raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from batchops.config import ConfigIssue, load_config_set
@@ -137,6 +137,35 @@ def report_rebuild_problems(result: dict, provider_id: str) -> int:
     return 1
 
 
+def prune_command(settings: Settings, args: argparse.Namespace) -> int:
+    """What retention removes for each provider (or one), and why; --dry-run only says it."""
+    from datetime import UTC, datetime
+
+    from batchops.storage.retention import apply_prune, plan_prune
+
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    if args.provider:
+        known_provider(config_set, args.provider)
+    providers = [args.provider] if args.provider else sorted(config_set.providers)
+    today = args.today or datetime.now(UTC).date()
+    total = 0
+    for provider_id in providers:
+        plan = plan_prune(settings, config_set, provider_id, today, args.airflow_before)
+        print(f"{provider_id} ({'dry run, nothing removed' if args.dry_run else 'pruning'}, today {today}):")
+        for removal in plan.removals:
+            print(f"  {removal.line()}")
+        if not args.dry_run:
+            done = apply_prune(settings, plan, airflow_records=not args.keep_airflow_records)
+            total += done["bytes"]
+            records = done["airflow_records"]
+            if records and records["returncode"] != 0:
+                print(f"  airflow db clean failed ({records['returncode']}): {records['output'][-500:]}", file=sys.stderr)
+                return 1
+    if not args.dry_run:
+        print(f"removed {total / (1 << 20):,.1f} MiB of run folders and models")
+    return 0
+
+
 def check_worker_command(settings: Settings) -> int:
     """The oversubscription warning a worker prints at start-up; exit 0 either way (a warning, not a refusal)."""
     import os
@@ -189,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("--from", dest="since", type=iso_date, help="leave out drops before this date (YYYY-MM-DD)")
     rebuild.add_argument("--skip", action="append", type=iso_date, metavar="DATE",
                          help="leave out the drop of this date (YYYY-MM-DD); repeat for several")
+    prune = commands.add_parser("prune", help="remove what retention no longer keeps (rows, run folders, models, "
+                                              "Airflow's records), saying why; --dry-run only lists it")
+    prune.add_argument("--provider", help="one provider_id (default: every provider)")
+    prune.add_argument("--dry-run", action="store_true", help="print what would go and why; remove nothing")
+    prune.add_argument("--today", type=iso_date, help="the day windows count back from (default: today, UTC)")
+    prune.add_argument("--airflow-before", type=datetime.fromisoformat,
+                       help="remove Airflow's records from before this time (default: now - airflow_metadata_days)")
+    prune.add_argument("--keep-airflow-records", action="store_true", help="leave Airflow's metadata database alone")
     commands.add_parser("check-worker", help="warn when worker concurrency x DuckDB threads exceeds the cores "
                                              "(run before `airflow celery worker`)")
     for command in (backup, restore, rebuild):
@@ -204,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         return validate_command(settings)
     if args.command == "check-worker":
         return check_worker_command(settings)
+    if args.command == "prune":
+        try:
+            return prune_command(settings, args)
+        except BatchOpsError as exc:
+            print(f"batchops prune: {exc}", file=sys.stderr)
+            return 1
     try:
         return maintenance_command(settings, args)
     except BatchOpsError as exc:

@@ -91,8 +91,11 @@ def _build_wait_for_drop(binding: StageBinding):
     return LandingDropSensor(
         task_id="wait_for_drop", provider=provider, settings=binding.settings, snapshot_date=SNAPSHOT_XCOM,
         mode="reschedule", poke_interval=provider.landing_poke_seconds, timeout=provider.landing_timeout_minutes * 60,
-        retries=0, doc_md="Scheduled runs: waits for the snapshot's landing files (and ready_marker); when they "
-                          "never come the run ends NO DROP. Manual runs pass at once.")
+        # an error of the sensor's own (the API server restarting between pokes) is retried; the timeout still
+        # counts from the first try, so a retry never waits longer than landing_timeout_minutes in all
+        retries=provider.landing_wait_retries, retry_delay=timedelta(seconds=provider.landing_wait_retry_seconds),
+        doc_md="Scheduled runs: waits for the snapshot's landing files (and ready_marker); when they never come the "
+               "run ends NO DROP. Manual runs pass at once. Its own errors are retried (landing_wait_retries).")
 
 
 STAGE_BUILDERS = {
@@ -153,6 +156,30 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
             if previous is not None:
                 previous >> task
             previous = task
+    return dag
+
+
+MAINTENANCE_DAG_ID = "batchops_maintenance"
+
+
+def build_maintenance_dag(config_set: ConfigSet, settings: Settings) -> DAG:
+    """Daily retention: one prune task per provider, on the provider's queue (its warehouse's worker)."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from batchops.tasks import run_prune
+
+    dag = DAG(
+        dag_id=MAINTENANCE_DAG_ID, schedule="@daily", start_date=DAG_START, catchup=False, max_active_runs=1,
+        tags=["batchops", "maintenance"], description="Retention of every provider: rows, run folders, models, "
+                                                       "Airflow's records (python -m batchops prune)",
+        doc_md="# BatchOps maintenance\n\nOnce a day, for each provider: `python -m batchops prune` as its "
+               "`retention` settings say (docs/operate.md, Retention). Each task prints what it removed and why.",
+        default_args={"owner": "batchops", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    )
+    with dag:
+        for provider in config_set.providers.values():
+            PythonOperator(task_id=f"prune__{provider.provider_id}", queue=provider.queue,
+                           python_callable=functools.partial(run_prune, provider.provider_id, settings))
     return dag
 
 
@@ -243,6 +270,8 @@ def build_dag_set(settings: Settings) -> DagSet:
         log.warning("BatchOps config error in %s: %s", file, "; ".join(str(i) for i in issues))
         dag = build_error_dag(file, issues)
         result.dags[dag.dag_id] = dag
+    if config_set.providers:
+        result.dags[MAINTENANCE_DAG_ID] = build_maintenance_dag(config_set, settings)
     for file, issues in result.broken_files.items():
         # The error also on the pages people open: the broken provider's own DAG ids, when they are free.
         for dag_id in expected_dag_ids(Path(file), settings, config_set):

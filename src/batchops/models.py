@@ -68,15 +68,18 @@ class RegisteredModel:
     path: Path
     features: list[str]
     roc_auc: float | None
+    pruned_at: Any = None  # when retention removed its files
 
 
 REGISTRY_SIDECAR = "registry.json"
+REGISTRY_FIELDS = ("model_id", "pipeline", "training_snapshot", "trained_in_run", "status", "reason", "roc_auc",
+                   "champion_model_id", "champion_roc_auc", "sha256", "path", "features", "registered_at")
 TRAINING_PROFILE = "training_profile.json"  # beside model.pkl: what the model learned from, for the drift guardrail
-_REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc"
+_REGISTRY_COLUMNS = "model_id, pipeline, training_snapshot, status, sha256, path, features, roc_auc, pruned_at"
 
 
 def _row_to_model(row, store: Path) -> RegisteredModel:
-    return RegisteredModel(row[0], row[1], row[2], row[3], row[4], store / row[5], json.loads(row[6]), row[7])
+    return RegisteredModel(row[0], row[1], row[2], row[3], row[4], store / row[5], json.loads(row[6]), row[7], row[8])
 
 
 def store_relative_path(model_id: str) -> str:
@@ -148,7 +151,9 @@ def verify_model_file(settings: Settings, provider_id: str, model: RegisteredMod
     if not path.is_relative_to(store):
         raise ModelIntegrityError(f"model {model.model_id}: {path} is outside the model store {store}; refusing it")
     if not path.is_file():
-        raise ModelIntegrityError(f"model {model.model_id}: {path} is missing; re-run the training DAG "
+        why = (f"was removed by retention on {str(model.pruned_at)[:10]} (retention.models_kept and champions_kept): "
+               "scores made with it cannot be reproduced" if model.pruned_at else "is missing")
+        raise ModelIntegrityError(f"model {model.model_id}: {path} {why}; re-run the training DAG "
                                   f"({provider_id}__{model.pipeline}) to produce a model")
     actual = sha256_of_file(path)
     if actual != model.sha256:
@@ -184,6 +189,8 @@ def check_features_match(model, model_id: str, feature_columns: list[str]) -> No
 def register_model(warehouse, settings: Settings, entry: dict[str, Any]) -> None:
     ensure_registry(warehouse, settings)
     warehouse.execute(
-        "INSERT OR REPLACE INTO model_registry VALUES ($model_id, $pipeline, CAST($training_snapshot AS DATE), "
-        "$trained_in_run, $status, $reason, $roc_auc, $champion_model_id, $champion_roc_auc, $sha256, $path, "
-        "$features, CAST($registered_at AS TIMESTAMP))", entry)
+        "INSERT OR REPLACE INTO model_registry (model_id, pipeline, training_snapshot, trained_in_run, status, reason, "
+        "roc_auc, champion_model_id, champion_roc_auc, sha256, path, features, registered_at) VALUES ($model_id, "
+        "$pipeline, CAST($training_snapshot AS DATE), $trained_in_run, $status, $reason, $roc_auc, $champion_model_id, "
+        "$champion_roc_auc, $sha256, $path, $features, CAST($registered_at AS TIMESTAMP))",
+        {key: entry.get(key) for key in REGISTRY_FIELDS})

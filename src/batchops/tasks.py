@@ -184,3 +184,28 @@ def run_summarize(binding: StageBinding, **context: Any):
         # summarize runs on all_done; failing here keeps the DAG run's state honest.
         raise AirflowFailException(f"run incomplete, failed tasks: {result['failed']}; see {ctx.run_dir}/run_summary.md")
     return result
+
+
+def run_prune(provider_id: str, settings: Settings, **context: Any) -> dict[str, Any]:
+    """The batchops_maintenance DAG's task for one provider: retention as `python -m batchops prune` does it,
+    counted back from the run's date. Prints each removal with its reason to the task log."""
+    from datetime import UTC, datetime
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from batchops.config import load_config_set
+    from batchops.storage.retention import apply_prune, plan_prune
+
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    if provider_id not in config_set.providers:
+        raise AirflowFailException(f"{provider_id}'s config is no longer valid; nothing pruned (python -m batchops "
+                                   "validate)")
+    moment = context.get("data_interval_end") or datetime.now(UTC)
+    plan = plan_prune(settings, config_set, provider_id, moment.date())
+    for removal in plan.removals:
+        print(removal.line())
+    done = apply_prune(settings, plan)
+    records = done["airflow_records"] or {}
+    if records.get("returncode"):
+        raise AirflowFailException(f"airflow db clean failed: {records.get('output', '')[-1000:]}")
+    return {"removed": done["removed"], "bytes": done["bytes"]}

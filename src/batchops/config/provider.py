@@ -160,6 +160,38 @@ class EntitySpec(StrictModel):
         return self
 
 
+class RetentionSettings(StrictModel):
+    """How long what grows with every run is kept (python -m batchops prune, and the daily batchops_maintenance
+    DAG). Windows count days back from today by snapshot date. Never removed: the current champion model and the
+    run that trained it, a run without a summary (still running, or resumable) younger than failed_run_days, and
+    the run folders a rebuild needs for the rows still kept."""
+
+    run_days: int = Field(30, ge=1, description="Run folders of COMPLETE runs.")
+    failed_run_days: int = Field(90, ge=1, description="Run folders of FAILED, BLOCKED and NO DROP runs (for resuming "
+                                                       "and post-mortems), and of runs that never wrote a summary.")
+    feature_days: int = Field(35, ge=1, description="Feature and label rows, by the drop they were built for.")
+    prediction_days: int = Field(90, ge=1, description=(
+        "Prediction rows; the run folder that holds a kept date's predictions is kept as long (rebuild takes them "
+        "from it)."))
+    models_kept: int = Field(5, ge=1, description="The newest models of each pipeline kept in the model store.")
+    champions_kept: int = Field(3, ge=1, description=(
+        "The current champion and the champions before it, kept besides the newest models (to roll back)."))
+    history_days: int | None = Field(None, ge=1, description=(
+        "Entity row versions that stopped being valid more than this many days ago (a full extract's rows that "
+        "left it). None keeps them: a backfill of an older drop needs them."))
+    airflow_metadata_days: int = Field(30, ge=1, description=(
+        "Airflow's records (runs, task instances, XComs, logs) of this provider's DAGs, removed with airflow db "
+        "clean; a run older than this cannot be cleared and resumed any more."))
+
+    @model_validator(mode="after")
+    def _failed_runs_outlive_their_airflow_records(self) -> RetentionSettings:
+        if self.failed_run_days < self.airflow_metadata_days:
+            raise ValueError(f"failed_run_days ({self.failed_run_days}) must be at least airflow_metadata_days "
+                             f"({self.airflow_metadata_days}): a failed run that Airflow can still resume needs its "
+                             "run folder")
+        return self
+
+
 class DQDefaults(StrictModel):
     max_missing: Fraction = Field(0.05, description="Default share of missing values allowed per column.")
     max_invalid: Fraction = Field(0.0, description="Share of values allowed to fail type/range/allowed checks.")
@@ -212,11 +244,16 @@ class ProviderConfig(StrictModel):
         "ingest at once with the expected path."))
     landing_poke_seconds: int = Field(300, ge=5, le=86400, description=(
         "How often wait_for_drop looks for the files (reschedule mode: no worker slot is held in between)."))
+    landing_wait_retries: int = Field(3, ge=0, le=20, description=(
+        "How often wait_for_drop is retried after an error of its own (not a missing drop): e.g. the Airflow API "
+        "server or scheduler restarting while runs wait. A retry keeps waiting within landing_timeout_minutes."))
+    landing_wait_retry_seconds: int = Field(60, ge=5, le=3600, description="Pause before such a retry.")
     landing_settle_seconds: float = Field(2.0, ge=0, le=600, description=(
         "A landing file modified less than this long ago is watched this long; if it still changes it is "
         "treated as an upload in progress and ingest retries later."))
     tags: list[Tag] = []
     dq: DQDefaults = DQDefaults()
+    retention: RetentionSettings = RetentionSettings()
     entities: dict[Identifier, EntitySpec] = Field(min_length=1)
 
     @model_validator(mode="before")

@@ -33,6 +33,10 @@ def last_errors(events: list[dict[str, Any]]) -> dict[str, str]:
 
 
 SKIPPED_STATE = "skipped"
+# A task that failed without logging why: its process never ran the stage's code to the end.
+UNLOGGED_FAILURE = ("Airflow ended it before it could log a reason: its process was killed or ran out of memory, or "
+                    "it could not reach the Airflow API server (a restart); Airflow's log of the task's last try says "
+                    "which")
 NO_DROP = "NO DROP"
 
 
@@ -53,7 +57,7 @@ def run_outcome(task_states: dict[str, str | None], dq_report: dict[str, Any] | 
                         f"{c['threshold']}" for c in bad[:8])
         return "BLOCKED", f"data quality failed ({len(bad)} checks), downstream stages skipped: {why}"
     if failed:
-        causes = "; ".join(f"{task}: {(errors or {}).get(task, 'see the task log')[:400]}" for task in failed)
+        causes = "; ".join(f"{task}: {(errors or {}).get(task) or UNLOGGED_FAILURE}"[:400] for task in failed)
         return "FAILED", f"{causes}. Fix the cause, then clear the failed task(s) to resume"
     return "COMPLETE", "every stage succeeded"
 

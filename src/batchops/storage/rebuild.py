@@ -25,7 +25,7 @@ from typing import Any
 from batchops.artifacts import sha256_of_file
 from batchops.config import ConfigSet, PipelineSpec, ProviderConfig
 from batchops.faults import pause_point
-from batchops.models import REGISTRY_SIDECAR, ensure_registry, register_model
+from batchops.models import REGISTRY_FIELDS, REGISTRY_SIDECAR, ensure_registry, register_model
 from batchops.owner import owner_tag
 from batchops.recovery import remove_dead_temp_files
 from batchops.runcontext import RunContext
@@ -39,8 +39,7 @@ from batchops.storage.warehouse import open_warehouse, swap_in, transaction, war
 # (features_built, predictions_published), or by runs from before those events existed (the stage's end).
 FEATURES_EVENTS = ("features_built",)
 PREDICTIONS_EVENTS = ("predictions_published",)
-SIDECAR_KEYS = ("model_id", "pipeline", "training_snapshot", "trained_in_run", "status", "reason", "roc_auc",
-                "champion_model_id", "champion_roc_auc", "sha256", "path", "features", "registered_at")
+SIDECAR_KEYS = REGISTRY_FIELDS
 
 
 def landing_snapshots(provider: ProviderConfig, data_dir: Path) -> list[date]:
@@ -63,8 +62,13 @@ def landing_snapshots(provider: ProviderConfig, data_dir: Path) -> list[date]:
 class SnapshotHistory:
     """What earlier runs did with one drop, read from their run folders."""
 
-    feature_pipelines: list[str] = dataclasses.field(default_factory=list)  # in the order they ran
+    # pipeline -> the run folder of its latest feature build, in the order the pipelines first built them
+    feature_runs: dict[str, Path] = dataclasses.field(default_factory=dict)
     predictions: tuple[str, Path] | None = None  # (run id, predictions.parquet) of the last scoring
+
+    @property
+    def feature_pipelines(self) -> list[str]:
+        return list(self.feature_runs)
 
 
 def _finished(event: dict[str, Any], stage: str, new_events: tuple[str, ...]) -> bool:
@@ -105,11 +109,26 @@ def run_history(settings: Settings, provider: ProviderConfig,
     for _, kind, snapshot, name, run_folder in sorted(finished, key=lambda item: item[0]):
         entry = history.setdefault(snapshot, SnapshotHistory())
         if kind == "features":
-            if name not in entry.feature_pipelines:
-                entry.feature_pipelines.append(name)
+            entry.feature_runs[name] = run_folder
         else:
             entry.predictions = (name, run_folder / "predictions" / "predictions.parquet")
     return history
+
+
+def without_pruned(history: dict[date, SnapshotHistory], watermarks: dict[str, date],
+                    note: Callable[[str], None]) -> dict[date, SnapshotHistory]:
+    """The history without the features and predictions that retention removed (prune's watermarks): a rebuild
+    gives back the warehouse as it was, not rows pruned away."""
+    kept = {}
+    for snapshot, entry in history.items():
+        features = entry.feature_runs if snapshot >= watermarks.get("features", date.min) else {}
+        predictions = entry.predictions if snapshot >= watermarks.get("predictions", date.min) else None
+        left_out = [name for name, was, now in (("features", entry.feature_runs, features),
+                                                ("predictions", entry.predictions, predictions)) if was and not now]
+        if left_out:
+            note(f"{snapshot}: {' and '.join(left_out)} not rebuilt: removed by retention (prune)")
+        kept[snapshot] = SnapshotHistory(features, predictions)
+    return kept
 
 
 def _rebuild_snapshot(ctx: RunContext, history: SnapshotHistory | None, pipelines: dict[str, PipelineSpec],
@@ -221,6 +240,9 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
     with warehouse_lock(settings, provider_id):
         remove_dead_temp_files(settings.warehouse_dir, (f".rebuild-{provider_id}.", f".{target.name}."))
         history = run_history(settings, provider, problems)  # under the lock: every committed run is in it
+        from batchops.storage.retention import read_watermarks
+
+        history = without_pruned(history, read_watermarks(settings, provider_id), note)
         for problem in problems:
             note(f"run folder left out: {problem}")
         scratch = Path(tempfile.mkdtemp(prefix=f".rebuild-{provider_id}.{owner_tag()}.", dir=settings.warehouse_dir))

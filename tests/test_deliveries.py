@@ -1,0 +1,332 @@
+"""Daily operation: incremental and full-extract deliveries stored once, read point in time by delivery, and
+retention that never removes what a run, a resume or a rebuild needs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+import pytest
+
+from batchops.config import load_config_set
+from batchops.stages.features import build_features
+from batchops.stages.ingest import ingest
+from batchops.stages.load import load
+from batchops.stages.plan import write_plan
+from batchops.stages.score import score
+from batchops.stages.summarize import summarize
+from batchops.stages.train import train
+from batchops.stages.validate import dq_verdict, validate
+from batchops.storage.backup import read_fingerprints
+from batchops.storage.retention import apply_prune, plan_prune
+from batchops.storage.warehouse import warehouse_path
+
+import generate_data
+from conftest import VISIBLE_ON, run_context
+
+START = date(2026, 2, 1)
+INCREMENTAL = "provider_i"
+FULL = "provider_f"
+
+
+def add_provider(settings, provider_id: str, delivery: str, extra: str = "") -> None:
+    """provider_a's layout under another id, its transactions delivered `delivery`."""
+    text = (settings.config_dir / "provider_a.yaml").read_text().replace("provider_id: provider_a",
+                                                                           f"provider_id: {provider_id}")
+    text = text.replace("    file: transactions.csv\n", f"    file: transactions.csv\n    delivery: {delivery}\n")
+    # a day's few dozen purchases: one without a channel must not be 5% of them
+    text = text.replace("allowed_values: [web, store, app]}", "allowed_values: [web, store, app], max_missing: 0.5}")
+    (settings.config_dir / f"{provider_id}.yaml").write_text(text + extra)
+
+
+def provider(settings, provider_id: str):
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    assert not config_set.issues, config_set.issues
+    return config_set.providers[provider_id]
+
+
+def deliver(settings, provider_id: str, first: date, days: int, delivery: str, customers: int = 400,
+            corrections: float = 0.0) -> None:
+    generate_data.generate_series(provider(settings, provider_id), first, days, customers, 11, settings.data_dir,
+                                  delivery, START, corrections)
+    for path in settings.data_dir.rglob("*.csv"):  # delivered a while ago: no upload in progress
+        os.utime(path, (path.stat().st_mtime - 600,) * 2)
+
+
+def run_day(settings, provider_id: str, day: date, pipeline: str = "propensity_scoring", run_id: str | None = None,
+            stages=(ingest, validate, load, build_features)):
+    ctx = run_context(settings, provider_id, pipeline, day, run_id or f"scheduled__{day}")
+    write_plan(ctx, "conf.snapshot_date", {})
+    for stage in stages:
+        stage(ctx)
+        if stage is validate:
+            passed, why = dq_verdict(ctx)
+            assert passed, why
+    return ctx
+
+
+def visible(settings, provider_id: str, table: str, day: date) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        frame = con.execute(f"SELECT * EXCLUDE (valid_from, valid_to, load_id) FROM {table} WHERE {VISIBLE_ON}",
+                            [day]).df()
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+
+def features_of(settings, provider_id: str, day: date) -> pd.DataFrame:
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        return con.execute("SELECT * FROM features WHERE source_snapshot = ? AND purpose = 'score' "
+                           "ORDER BY customer_id", [day]).df()
+
+
+@pytest.fixture
+def incremental(project):
+    add_provider(project, INCREMENTAL, "incremental")
+    return project
+
+
+def test_the_same_purchases_delivered_daily_or_as_one_full_extract_give_the_same_features_and_scores(project):
+    add_provider(project, INCREMENTAL, "incremental")
+    add_provider(project, FULL, "snapshot")
+    last = START + timedelta(days=6)
+    deliver(project, INCREMENTAL, START, 7, "incremental")
+    history = generate_data.make_history(INCREMENTAL, 400, 11, START, last)  # the same purchases, as a full extract
+    generate_data.generate(provider(project, FULL), last, 400, 11, project.data_dir, delivery="snapshot",
+                           series_start=START, history=history)
+    for path in project.data_dir.rglob("*.csv"):
+        os.utime(path, (path.stat().st_mtime - 600,) * 2)
+    run_day(project, INCREMENTAL, START, "propensity_model", stages=(ingest, validate, load, build_features, train))
+    for day in (START + timedelta(days=k) for k in range(1, 7)):
+        run_day(project, INCREMENTAL, day)
+    run_day(project, FULL, last, "propensity_model", stages=(ingest, validate, load, build_features, train))
+    for table in ("customers", "transactions"):
+        pd.testing.assert_frame_equal(visible(project, INCREMENTAL, table, last), visible(project, FULL, table, last))
+    daily, extract = features_of(project, INCREMENTAL, last), features_of(project, FULL, last)
+    assert len(daily) == len(visible(project, FULL, "customers", last))
+    pd.testing.assert_frame_equal(daily, extract)  # row by row, bit for bit
+    # the same model scores both: copy the incremental provider's to the full one
+    shutil.rmtree(project.model_store(FULL))
+    shutil.copytree(project.model_store(INCREMENTAL), project.model_store(FULL))
+    with duckdb.connect(str(warehouse_path(project, FULL))) as con:
+        con.execute("DELETE FROM model_registry")
+        con.execute(f"ATTACH '{warehouse_path(project, INCREMENTAL)}' AS daily (READ_ONLY)")
+        con.execute("INSERT INTO model_registry SELECT * FROM daily.model_registry")
+    scored = {}
+    for provider_id in (INCREMENTAL, FULL):
+        ctx = run_context(project, provider_id, "propensity_scoring", last, f"scheduled__{last}")
+        score(ctx)
+        scored[provider_id] = pd.read_parquet(ctx.run_dir / "predictions" / "predictions.parquet").drop(
+            columns=["model_id"])
+    pd.testing.assert_frame_equal(scored[INCREMENTAL], scored[FULL])
+
+
+def stored_state(settings, provider_id: str) -> dict:
+    """Every table's rows and content, without the column that names the run that loaded them."""
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        state = {}
+        for table in ("customers", "transactions", "features"):
+            columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] != "load_id"]
+            state[table] = con.execute(f"SELECT count(*), sum(hash({', '.join(columns)})) FROM {table}").fetchone()
+    return state
+
+
+def test_loading_a_day_again_changes_nothing(incremental):
+    deliver(incremental, INCREMENTAL, START, 3, "incremental")
+    for day in (START + timedelta(days=k) for k in range(3)):
+        run_day(incremental, INCREMENTAL, day)
+    before = stored_state(incremental, INCREMENTAL)
+    run_day(incremental, INCREMENTAL, START + timedelta(days=1), run_id="manual__again")  # a rerun of a middle day
+    run_day(incremental, INCREMENTAL, START + timedelta(days=2), run_id="manual__again")  # and of the latest
+    assert stored_state(incremental, INCREMENTAL) == before
+
+
+def test_a_correction_wins_from_its_drop_on_and_earlier_drops_keep_what_they_saw(project):
+    add_provider(project, INCREMENTAL, "incremental")
+    deliver(project, INCREMENTAL, START, 4, "incremental", corrections=0.05)
+    for day in (START + timedelta(days=k) for k in range(4)):
+        run_day(project, INCREMENTAL, day, stages=(ingest, validate, load))
+    history = generate_data.make_history(INCREMENTAL, 400, 11, START, START + timedelta(days=3), corrections=0.05)
+    assert len(history.corrections) > 0
+    for day in (START + timedelta(days=k) for k in range(4)):
+        expected = generate_data.drop_of(history, day, None)["transactions"]
+        stored = visible(project, INCREMENTAL, "transactions", day).set_index("transaction_id")["amount"]
+        assert len(stored) == len(expected)
+        assert (stored.loc[expected["transaction_id"]].to_numpy() == expected["amount"].to_numpy()).all(), day
+    corrected = history.corrections.iloc[0]
+    day_before = pd.Timestamp(corrected["corrected_on"]).date()
+    before = visible(project, INCREMENTAL, "transactions", day_before).set_index("transaction_id")
+    after = visible(project, INCREMENTAL, "transactions", day_before + timedelta(days=1)).set_index("transaction_id")
+    assert after.loc[corrected["transaction_id"], "amount"] == corrected["amount"]
+    assert before.loc[corrected["transaction_id"], "amount"] != corrected["amount"]
+
+
+def test_a_backfill_of_an_old_date_sees_no_later_drop(incremental):
+    deliver(incremental, INCREMENTAL, START, 5, "incremental")
+    middle = START + timedelta(days=2)
+    for day in (START + timedelta(days=k) for k in range(3)):
+        run_day(incremental, INCREMENTAL, day)
+    first_time = features_of(incremental, INCREMENTAL, middle)
+    for day in (START + timedelta(days=k) for k in range(3, 5)):
+        run_day(incremental, INCREMENTAL, day)
+    run_day(incremental, INCREMENTAL, middle, run_id="backfill__again", stages=(build_features,))
+    pd.testing.assert_frame_equal(features_of(incremental, INCREMENTAL, middle), first_time)
+
+
+def test_a_missing_day_is_a_finding_and_a_late_drop_is_stored_in_its_place(incremental, bad_input):
+    deliver(incremental, INCREMENTAL, START, 4, "incremental")
+    gap = START + timedelta(days=2)
+    for day in (START, START + timedelta(days=1)):
+        run_day(incremental, INCREMENTAL, day)
+    late = START + timedelta(days=3)
+    ctx = run_context(incremental, INCREMENTAL, "propensity_scoring", late, "scheduled__late")
+    ingest(ctx)
+    validate(ctx)
+    passed, why = dq_verdict(ctx)
+    assert not passed and "transactions.* delivery_gaps: observed 1" in why and gap.isoformat() in why
+    bad_input.record("data", "an incremental provider's drop missing (a day skipped)", why,
+                     kept="the day's run is blocked; the history is untouched")
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + "dq: {delivery_gaps: warn}\n")
+    ctx = run_context(incremental, INCREMENTAL, "propensity_scoring", late, "scheduled__late")
+    report = validate(ctx)
+    assert report["passed"] and report["warnings"] == 1
+    load(ctx)
+    late_drop = run_day(incremental, INCREMENTAL, gap, run_id="manual__gap", stages=(ingest, validate))
+    stored = load(late_drop)
+    assert stored["later_drops"] == [late.isoformat()]  # the later drop's run did not see these rows: said so
+    events = (late_drop.run_dir / "logs.jsonl").read_text()
+    assert "drops_after_this_one" in events and "run them again" in events
+    history = generate_data.make_history(INCREMENTAL, 400, 11, START, late)
+    expected = generate_data.drop_of(history, late, None)["transactions"]  # once the gap is filled, all is there
+    assert len(visible(incremental, INCREMENTAL, "transactions", late)) == len(expected)
+
+
+def test_daily_full_extracts_store_the_history_once(project):
+    add_provider(project, FULL, "snapshot")
+    days = 30
+    deliver(project, FULL, START, days, "snapshot", customers=600)
+    for day in (START + timedelta(days=k) for k in range(days)):
+        run_day(project, FULL, day, stages=(ingest, validate, load))
+    last = START + timedelta(days=days - 1)
+    stored = read_fingerprints(warehouse_path(project, FULL))
+    delivered = len(visible(project, FULL, "transactions", last))
+    assert stored["transactions"]["rows"] <= 1.05 * delivered  # each transaction once, not once a day
+    # the file, against one load of the last extract alone
+    single = project.home / "single"
+    shutil.copytree(project.config_dir.parent, single / "include")
+    from batchops.settings import Settings
+
+    alone = Settings.from_env(default_home=single, env={})
+    shutil.copytree(project.data_dir / FULL / last.isoformat(), alone.data_dir / FULL / last.isoformat())
+    run_day(alone, FULL, last, stages=(ingest, validate, load))
+    ratio = warehouse_path(project, FULL).stat().st_size / warehouse_path(alone, FULL).stat().st_size
+    print(f"30 daily full extracts: {stored['transactions']['rows']} transaction rows stored for {delivered} in the "
+          f"last extract; file {ratio:.2f}x one load of it")
+    assert ratio <= 1.5
+
+
+def test_a_warehouse_of_full_copies_per_snapshot_moves_to_versions(project):
+    add_provider(project, FULL, "snapshot")
+    deliver(project, FULL, START, 3, "snapshot")
+    for day in (START + timedelta(days=k) for k in range(3)):
+        run_day(project, FULL, day, stages=(ingest, validate, load))
+    expected = {day: visible(project, FULL, "transactions", day) for day in (START + timedelta(days=k) for k in range(3))}
+    with duckdb.connect(str(warehouse_path(project, FULL))) as con:  # the layout of warehouses written before
+        for table in ("customers", "transactions"):
+            columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] not in
+                       ("valid_from", "valid_to", "load_id")]
+            con.execute(f"CREATE TABLE old_{table} AS SELECT {', '.join(columns)}, l.snapshot_date, 'old' AS load_id "
+                        f"FROM {table} t JOIN load_audit l ON l.entity = '{table}' "
+                        f"AND l.snapshot_date BETWEEN t.valid_from AND coalesce(t.valid_to - 1, DATE '9999-12-31')")
+            con.execute(f"DROP TABLE {table}")
+            con.execute(f"ALTER TABLE old_{table} RENAME TO {table}")
+    deliver(project, FULL, START + timedelta(days=3), 1, "snapshot")
+    run_day(project, FULL, START + timedelta(days=3), stages=(ingest, validate, load))
+    for day, frame in expected.items():
+        pd.testing.assert_frame_equal(visible(project, FULL, "transactions", day), frame)
+
+
+# ---------------------------------------------------------------- retention
+def run_complete(settings, provider_id: str, day: date, pipeline: str, run_id: str | None = None):
+    stages = (ingest, validate, load, build_features) + ((train,) if pipeline == "propensity_model" else ()) + (score,)
+    ctx = run_day(settings, provider_id, day, pipeline, run_id, stages=stages)
+    summarize(ctx, {t: "success" for t in ctx.pipeline.stages if t != "summarize"})
+    return ctx
+
+
+def model_trained_in(settings, provider_id: str, run_id: str) -> str:
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        return con.execute("SELECT model_id FROM model_registry WHERE trained_in_run = ?", [run_id]).fetchone()[0]
+
+
+def test_prune_keeps_the_champion_resumable_runs_and_what_rebuild_needs(incremental, capsys, bad_input):
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + "retention: {run_days: 2, failed_run_days: 4, feature_days: 3, "
+                                           "prediction_days: 3, models_kept: 1, champions_kept: 1, "
+                                           "airflow_metadata_days: 1}\n")
+    deliver(incremental, INCREMENTAL, START, 9, "incremental")
+    run_complete(incremental, INCREMENTAL, START, "propensity_model", "manual__early")  # a champion, then not
+    run_complete(incremental, INCREMENTAL, START, "propensity_model")  # the current champion
+    for day in (START + timedelta(days=k) for k in range(1, 8)):
+        run_complete(incremental, INCREMENTAL, day, "propensity_scoring")
+    failed = run_day(incremental, INCREMENTAL, START + timedelta(days=8), run_id="scheduled__failed",
+                     stages=(ingest, validate))  # died before summarize: resumable
+    run_day(incremental, INCREMENTAL, START + timedelta(days=2), "propensity_model", "manual__retrain",
+            stages=(build_features, train))
+    with duckdb.connect(str(warehouse_path(incremental, INCREMENTAL))) as con:  # a worse retrain, not approved
+        con.execute("UPDATE model_registry SET status = 'rejected' WHERE trained_in_run = 'manual__retrain'")
+    champion = model_trained_in(incremental, INCREMENTAL, f"scheduled__{START}")
+    early = model_trained_in(incremental, INCREMENTAL, "manual__early")
+    newest = model_trained_in(incremental, INCREMENTAL, "manual__retrain")
+    today = START + timedelta(days=8)
+    plan = plan_prune(incremental, load_config_set(incremental.config_dir, incremental.pipelines_dir,
+                                                   incremental.sql_dir), INCREMENTAL, today)
+    lines = [r.line() for r in plan.removals]
+    champion_run = f"{INCREMENTAL}__propensity_model/scheduled__{START}"
+    assert any(line.startswith(f"keep   run folder: {champion_run}") and "current champion" in line for line in lines)
+    assert any(line.startswith(f"keep   model: {champion}: the current champion") for line in lines)
+    removed = {r.target for r in plan.removals if not r.kept and r.kind == "run folder"}
+    assert removed == {f"{INCREMENTAL}__propensity_scoring/scheduled__{START + timedelta(days=k)}" for k in (1, 2, 3, 4)} \
+        | {f"{INCREMENTAL}__propensity_model/manual__early", f"{INCREMENTAL}__propensity_model/manual__retrain"}
+    assert not any("scheduled__failed" in line for line in lines)  # young and unfinished: may be resumed
+    apply_prune(incremental, plan, airflow_records=False)
+    assert (run_context(incremental, INCREMENTAL, "propensity_model", START, f"scheduled__{START}").run_dir /
+            "metrics.json").exists()
+    assert failed.run_dir.exists() and (failed.run_dir / "staging").exists()  # what clearing its tasks needs
+    assert sorted(p.name for p in incremental.model_store(INCREMENTAL).iterdir()) == sorted([champion, newest])
+    with duckdb.connect(str(warehouse_path(incremental, INCREMENTAL)), read_only=True) as con:
+        kept = [r[0] for r in con.execute("SELECT DISTINCT snapshot_date FROM predictions ORDER BY 1").fetchall()]
+        feature_days = {r[0] for r in con.execute("SELECT DISTINCT source_snapshot FROM features").fetchall()}
+        pruned = con.execute("SELECT model_id FROM model_registry WHERE pruned_at IS NOT NULL").fetchall()
+    assert kept == [START + timedelta(days=k) for k in (5, 6, 7)] and pruned == [(early,)]
+    assert min(feature_days) >= today - timedelta(days=3)
+    # a rebuild finds what it needs for the rows kept
+    from batchops.cli import main
+
+    assert main(["--home", str(incremental.home), "rebuild", "--provider", INCREMENTAL]) == 0
+    with duckdb.connect(str(warehouse_path(incremental, INCREMENTAL)), read_only=True) as con:
+        assert [r[0] for r in con.execute("SELECT DISTINCT snapshot_date FROM predictions ORDER BY 1").fetchall()] == kept
+    assert "2 model(s) re-registered" in capsys.readouterr().out
+    bad_input.record("faults", "prune with windows of days (run_days 2, prediction_days 3, models_kept 1, "
+                     "champions_kept 1)", "; ".join(line for line in lines if line.startswith("keep")),
+                     kept="the champion and its run, a run that may be resumed, and the run folders a rebuild "
+                          "needs for the rows kept; rebuild afterwards gives back the kept predictions")
+
+
+def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys):
+    from batchops.cli import main
+
+    deliver(incremental, INCREMENTAL, START, 2, "incremental")
+    run_complete(incremental, INCREMENTAL, START, "propensity_model")
+    run_complete(incremental, INCREMENTAL, START + timedelta(days=1), "propensity_scoring")
+    before = sorted(p for p in incremental.home.rglob("*") if "airflow" not in str(p))
+    code = main(["--home", str(incremental.home), "prune", "--provider", INCREMENTAL, "--dry-run", "--today",
+                 (START + timedelta(days=200)).isoformat(), "--keep-airflow-records"])
+    out = capsys.readouterr().out
+    assert code == 0 and "dry run, nothing removed" in out
+    assert "remove run folder: provider_i__propensity_scoring/scheduled__2026-02-02" in out
+    assert "keep   run folder: provider_i__propensity_model/scheduled__2026-02-01" in out and "current champion" in out
+    assert "remove rows:" in out and "prediction_days 90" in out
+    assert sorted(p for p in incremental.home.rglob("*") if "airflow" not in str(p)) == before
