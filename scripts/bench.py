@@ -100,7 +100,49 @@ def bench_env(root: Path, memory_limit: str | None) -> dict[str, str]:
     return env
 
 
-STEPS_PER_SIZE = 6 + len(STAGES)  # generate, three anchors, the two DAGs, every stage alone
+STEPS_PER_SIZE = 7 + len(STAGES)  # generate, three anchors, the two DAGs, the next day, every stage alone
+NEXT_DAY = "2026-02-02"
+
+
+def next_day_runs(root: Path, env: dict[str, str], data: Path) -> dict:
+    """The scoring DAG on the next day's drop, delivered as a full extract (provider benchmark, snapshot) and as
+    one day's increment (provider benchmark_daily, transactions incremental), both from the state the day
+    before left. The day's purchases: the snapshot's last day again, under new ids, dated the snapshot."""
+    import duckdb
+
+    full, increment = root / "data" / "benchmark" / NEXT_DAY, root / "data" / "benchmark_daily" / NEXT_DAY
+    for folder in (full, increment):
+        folder.mkdir(parents=True)
+        shutil.copy(data / "customers.csv", folder / "customers.csv")
+    with duckdb.connect() as con:
+        con.execute(f"CREATE TABLE day AS SELECT 'N' || substr(transaction_id, 2) AS transaction_id, customer_id, "
+                    f"DATE '{SNAPSHOT}' AS txn_date, amount, channel FROM read_csv('{data}/transactions.csv') "
+                    f"WHERE txn_date = DATE '{SNAPSHOT}' - 1")
+        day_rows = con.execute("SELECT count(*) FROM day").fetchone()[0]
+        con.execute(f"COPY (SELECT * FROM read_csv('{data}/transactions.csv') UNION ALL SELECT * FROM day) "
+                    f"TO '{full}/transactions.csv' (HEADER)")
+        con.execute(f"COPY day TO '{increment}/transactions.csv' (HEADER)")
+    delivered = datetime.now(UTC).timestamp() - 600  # a while ago: no upload in progress
+    for path in (*full.iterdir(), *increment.iterdir()):
+        os.utime(path, (delivered, delivered))
+    # the daily provider starts from the state the benchmark provider reached on the snapshot
+    warehouse = root / "warehouse"
+    shutil.copy(warehouse / "benchmark.duckdb", warehouse / "benchmark_daily.duckdb")
+    shutil.copytree(warehouse / "models" / "benchmark", warehouse / "models" / "benchmark_daily")
+    runs = {}
+    for provider in ("benchmark", "benchmark_daily"):
+        result = measure(["airflow", "dags", "test", f"{provider}__propensity_scoring", NEXT_DAY, "--conf",
+                          json.dumps({"snapshot_date": NEXT_DAY})], env)
+        result.pop("stdout")
+        run_folder = sorted((root / "runs" / f"{provider}__propensity_scoring").iterdir())[-1]
+        events = [json.loads(line) for line in (run_folder / "logs.jsonl").read_text().splitlines()]
+        result["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
+        result["outcome"] = (run_folder / "run_summary.md").read_text().splitlines()[0]
+        result["warehouse_mib"] = round((warehouse / f"{provider}.duckdb").stat().st_size / 2**20, 1)
+        runs["full_extract" if provider == "benchmark" else "increment"] = result
+    runs["day_rows"] = day_rows
+    runs["increment_vs_full"] = round(runs["increment"]["seconds"] / runs["full_extract"]["seconds"], 3)
+    return runs
 
 
 def events_tasks(events: list[dict]) -> set[str]:
@@ -148,6 +190,8 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
     scoring["stage_seconds"] = {e["stage"]: e["seconds"] for e in scoring_events if e["event"] == "stage_finished"}
     scoring["outcome"] = (scoring_run / "run_summary.md").read_text().splitlines()[0]
     step()
+    daily = next_day_runs(root, env, data)
+    step()
     # every stage alone, in its own process, on a fresh warehouse
     shutil.rmtree(root / "warehouse", ignore_errors=True)
     alone = {}
@@ -164,6 +208,7 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
         "customers": customers, "transactions": transactions, "csv_mib": round(csv_mib, 1),
         "generate_seconds": generated["seconds"], "anchors": anchors, "dag": dag, "dag_outcome": summary,
         "scoring_dag": scoring,
+        "next_day": daily,
         "stages_alone": alone,
         "dag_vs_pandas": round(dag["seconds"] / pandas_seconds, 3),
         "data_stages_seconds": round(data_stage_seconds, 2),
@@ -239,6 +284,17 @@ def markdown(results: dict) -> str:
             lines.append(f"- {name}: propensity_scoring {scoring['seconds']} s ({scoring.get('cpu_seconds')} CPU-s), "
                          f"peak RSS {scoring['peak_rss_gib']} GiB; "
                          "stages " + ", ".join(f"{k} {v} s" for k, v in scoring["stage_seconds"].items()))
+    lines += ["", "The next day (scoring DAG, the state of the snapshot before it; target: increment <= 0.35x the full "
+                  "extract):", ""]
+    for name, size in results["sizes"].items():
+        daily = size.get("next_day")
+        if daily:
+            for kind in ("full_extract", "increment"):
+                run = daily[kind]
+                lines.append(f"- {name} {kind.replace('_', ' ')}: {run['seconds']} s, {run['outcome']}; stages "
+                             + ", ".join(f"{k} {v} s" for k, v in run["stage_seconds"].items()))
+            lines.append(f"- {name}: increment / full extract = {daily['increment_vs_full']} "
+                         f"({daily['day_rows']:,} purchases in the day)")
     lines += ["", "Per stage (each alone in its own process: seconds / peak RSS GiB):", ""]
     for name, size in results["sizes"].items():
         cells = ", ".join(f"{stage} {r['seconds']} s / {r['peak_rss_gib']}" for stage, r in size["stages_alone"].items())

@@ -26,5 +26,7 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     assert tiny["scoring_dag"]["outcome"] == "# Run summary: COMPLETE"
     assert "score" in tiny["scoring_dag"]["stage_seconds"]
     assert 0 < tiny["dag"]["orchestration_seconds"] < tiny["dag"]["seconds"]
-    assert latest["parse_200_dags"]["dags"] == 200 and latest["parse_200_dags"]["errors"] == 0
+    assert tiny["next_day"]["increment"]["outcome"] == "# Run summary: COMPLETE"
+    assert tiny["next_day"]["full_extract"]["outcome"] == "# Run summary: COMPLETE"
+    assert latest["parse_200_dags"]["dags"] == 201 and latest["parse_200_dags"]["errors"] == 0  # and maintenance
     assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")

@@ -328,5 +328,5 @@ def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys
     assert code == 0 and "dry run, nothing removed" in out
     assert "remove run folder: provider_i__propensity_scoring/scheduled__2026-02-02" in out
     assert "keep   run folder: provider_i__propensity_model/scheduled__2026-02-01" in out and "current champion" in out
-    assert "remove rows:" in out and "prediction_days 90" in out
+    assert "remove rows:" in out and "prediction_days 30" in out
     assert sorted(p for p in incremental.home.rglob("*") if "airflow" not in str(p)) == before

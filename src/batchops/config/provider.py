@@ -169,8 +169,10 @@ class RetentionSettings(StrictModel):
     run_days: int = Field(30, ge=1, description="Run folders of COMPLETE runs.")
     failed_run_days: int = Field(90, ge=1, description="Run folders of FAILED, BLOCKED and NO DROP runs (for resuming "
                                                        "and post-mortems), and of runs that never wrote a summary.")
-    feature_days: int = Field(35, ge=1, description="Feature and label rows, by the drop they were built for.")
-    prediction_days: int = Field(90, ge=1, description=(
+    feature_days: int = Field(7, ge=1, description=(
+        "Feature and label rows, by the drop they were built for. Derived data: a run of a kept drop builds them "
+        "again exactly as before (point in time by delivery)."))
+    prediction_days: int = Field(30, ge=1, description=(
         "Prediction rows; the run folder that holds a kept date's predictions is kept as long (rebuild takes them "
         "from it)."))
     models_kept: int = Field(5, ge=1, description="The newest models of each pipeline kept in the model store.")

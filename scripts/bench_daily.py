@@ -1,0 +1,229 @@
+"""A year of daily operation, simulated: one provider's daily incremental drops, the scoring DAG every day, the
+training DAG once a week, retention (python -m batchops prune) after every day, as the maintenance DAG does.
+
+    python scripts/bench_daily.py [--days 365] [--customers 20000] [--train-every 7] [--workdir DIR]
+        [--results benchmarks/results]
+
+Each day runs the real DAG with `airflow dags test` (the same tasks the scheduler runs, in one process; the
+run is a manual one, so it does not wait for the drop, which is written just before). Per day it records the
+run's seconds and outcome, the bytes of the warehouse, of runs/, of the model store, of Airflow's metadata
+database and of the landing drops, and the rows of every warehouse table. Airflow's records are pruned with
+the simulated calendar: the records of the runs made more than airflow_metadata_days simulated days ago.
+At the end the year's transactions are loaded once, as one full extract, into a warehouse of their own: the
+size the warehouse is compared with. Results: benchmarks/results/daily_year.json and .md (rewritten every day,
+so a stopped run leaves what it measured).
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))
+from venv_bootstrap import ensure_project_python  # noqa: E402
+
+ensure_project_python(__file__)
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+import generate_data
+from bench import machine
+from batchops.config import load_config_set
+from batchops.progress import Steps
+
+REPO = Path(__file__).resolve().parents[1]
+PROVIDER = "daily"
+FULL = "daily_full"  # the same layout, one full extract of the last day: what the warehouse is compared with
+START = date(2026, 1, 1)
+
+
+def provider_config(provider_id: str, delivery: str) -> str:
+    """provider_a's layout; transactions delivered `delivery`, keyed by transaction_id."""
+    text = (REPO / "include" / "configs" / "provider_a.yaml").read_text()
+    text = text.replace("provider_id: provider_a", f"provider_id: {provider_id}")
+    return text.replace("    file: transactions.csv\n", f"    file: transactions.csv\n    delivery: {delivery}\n")
+
+
+def folder_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def warehouse_bytes(warehouse_dir: Path, provider_id: str) -> int:
+    return sum(p.stat().st_size for p in warehouse_dir.glob(f"{provider_id}.duckdb*") if p.is_file()
+               and not p.name.endswith((".lock", ".json")))
+
+
+def table_rows(path: Path) -> dict[str, int]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def run(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    return round(time.perf_counter() - started, 2), done
+
+
+def median_around(days: list[dict], day: int, width: int = 3) -> float:
+    return statistics.median(d["seconds"] for d in days if abs(d["day"] - day) <= width and d["seconds"])
+
+
+def markdown(results: dict) -> str:
+    days = results["days"]
+    last = days[-1]
+    lines = [f"# A year of daily operation, simulated ({results['started']})", "",
+             f"`python scripts/bench_daily.py --days {results['days_requested']} --customers {results['customers']} "
+             f"--train-every {results['train_every']}`; {results['machine']['cpus']} CPUs. One provider "
+             "(provider_a's layout, transactions delivered incremental, keyed by transaction_id): the drop of the "
+             "first day holds the history, every later drop one day's purchases; the scoring DAG daily, the "
+             "training DAG every train_every days, both with `airflow dags test`; `python -m batchops prune` after "
+             "every day with the shipped retention (_defaults.yaml).", ""]
+    targets = results.get("targets") or {}
+    if targets:
+        lines += ["| target | measured | |", "|---|---|---|"]
+        for row in targets.values():
+            lines.append(f"| {row['target']} | {row['measured']} | {'met' if row['met'] else 'NOT met'} |")
+        lines.append("")
+    lines += ["| day | date | DAG | seconds | outcome | warehouse MiB | runs/ MiB | models MiB | metadata MiB | "
+              "landing MiB | transactions rows | features rows | predictions rows |", "|---" * 13 + "|"]
+    shown = {1, 2, 7, 8, 30, 60, 90, 120, 180, 240, 300, 365, last["day"]}
+    for entry in days:
+        if entry["day"] in shown:
+            rows = entry["rows"]
+            lines.append(f"| {entry['day']} | {entry['date']} | {entry['pipeline']} | {entry['seconds']} | "
+                         f"{entry['outcome']} | {entry['warehouse_bytes'] / 2**20:.1f} | "
+                         f"{entry['runs_bytes'] / 2**20:.1f} | {entry['models_bytes'] / 2**20:.1f} | "
+                         f"{entry['metadata_bytes'] / 2**20:.1f} | {entry['landing_bytes'] / 2**20:.1f} | "
+                         f"{rows.get('transactions', 0):,} | {rows.get('features', 0):,} | "
+                         f"{rows.get('predictions', 0):,} |")
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: dict) -> dict:
+    days = results["days"]
+    by_day = {d["day"]: d for d in days}
+    found = {}
+    last = days[-1]["day"]
+    if last >= 30:
+        early, late = median_around(days, 30), median_around(days, last)
+        found["time"] = {"target": f"day {last} <= 1.2x day 30 in time (medians of the 7 days around each)",
+                         "measured": f"{late:.1f} s against {early:.1f} s ({late / early:.2f}x); single days "
+                                     f"{by_day[last]['seconds']} s and {by_day[30]['seconds']} s",
+                         "met": late <= 1.2 * early}
+    if results.get("one_load_bytes"):
+        ratio = days[-1]["warehouse_bytes"] / results["one_load_bytes"]
+        found["warehouse"] = {"target": "warehouse <= 1.5x one load of the year's transactions",
+                              "measured": f"{days[-1]['warehouse_bytes'] / 2**20:.1f} MiB against "
+                                          f"{results['one_load_bytes'] / 2**20:.1f} MiB ({ratio:.2f}x)",
+                              "met": ratio <= 1.5}
+    if last >= 180:
+        for name in ("runs_bytes", "models_bytes", "metadata_bytes"):
+            start, end = by_day[120][name], days[-1][name]
+            found[name] = {"target": f"{name.replace('_bytes', '')} flat once retention starts (day 120 -> {last})",
+                           "measured": f"{start / 2**20:.1f} MiB -> {end / 2**20:.1f} MiB", "met": end <= 1.15 * start}
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--train-every", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, help="where the simulation's files go (default: a temp folder)")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="batchops-year-", dir=args.workdir))
+    home = work / "home"
+    for folder in ("configs", "pipelines", "sql"):
+        shutil.copytree(REPO / "include" / folder, home / "include" / folder)
+    for name in ("provider_a", "provider_b", "provider_c"):
+        (home / "include" / "configs" / f"{name}.yaml").unlink()
+    (home / "include" / "configs" / f"{PROVIDER}.yaml").write_text(provider_config(PROVIDER, "incremental"))
+    (home / "include" / "configs" / f"{FULL}.yaml").write_text(provider_config(FULL, "snapshot"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHOPS_", "AIRFLOW__"))}
+    env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}", "BATCHOPS_HOME": str(home),
+                "AIRFLOW_HOME": str(work / "airflow_home"), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    config_set = load_config_set(home / "include" / "configs", home / "include" / "pipelines", home / "include" / "sql")
+    assert not config_set.issues, config_set.issues
+    provider = config_set.providers[PROVIDER]
+    last_day = START + timedelta(days=args.days - 1)
+    history = generate_data.make_history(PROVIDER, args.customers, args.seed, START, last_day)
+    results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+               "customers": args.customers, "days_requested": args.days, "train_every": args.train_every,
+               "retention": provider.retention.model_dump(), "workdir": str(work), "days": []}
+    day_started: list[datetime] = []
+    args.results.mkdir(parents=True, exist_ok=True)
+    with Steps("a year of daily operation", args.days) as bar:
+        for index in range(args.days):
+            day = START + timedelta(days=index)
+            day_started.append(datetime.now(UTC))
+            generate_data.generate(provider, day, args.customers, args.seed, home / "data", delivery="incremental",
+                                   series_start=START, history=history)
+            pipeline = "propensity_model" if index % args.train_every == 0 else "propensity_scoring"
+            dag_id = f"{PROVIDER}__{pipeline}"
+            seconds, done = run(["airflow", "dags", "test", dag_id, day.isoformat(), "--conf",
+                                 json.dumps({"snapshot_date": day.isoformat()})], env)
+            run_folder = max((home / "runs" / dag_id).iterdir(), key=lambda p: p.stat().st_mtime)
+            summary = run_folder / "run_summary.md"
+            outcome = summary.read_text().splitlines()[0].removeprefix("# Run summary: ") if summary.exists() else \
+                f"no summary (exit {done.returncode})"
+            metadata_days = provider.retention.airflow_metadata_days
+            before = day_started[max(index - metadata_days, 0)]
+            prune_seconds, pruned = run([sys.executable, "-m", "batchops", "prune", "--provider", PROVIDER, "--today",
+                                         day.isoformat(), "--airflow-before", before.isoformat()], env)
+            warehouse = home / "warehouse"
+            entry = {"day": index + 1, "date": day.isoformat(), "pipeline": pipeline, "seconds": seconds,
+                     "outcome": outcome, "prune_seconds": prune_seconds, "prune_exit": pruned.returncode,
+                     "warehouse_bytes": warehouse_bytes(warehouse, PROVIDER),
+                     "runs_bytes": folder_bytes(home / "runs"), "models_bytes": folder_bytes(warehouse / "models"),
+                     "metadata_bytes": (work / "airflow_home" / "airflow.db").stat().st_size,
+                     "landing_bytes": folder_bytes(home / "data" / PROVIDER),
+                     "rows": table_rows(warehouse / f"{PROVIDER}.duckdb")}
+            if outcome != "COMPLETE":
+                entry["error"] = (done.stdout + done.stderr)[-3000:]
+            results["days"].append(entry)
+            results["targets"] = targets(results)
+            (args.results / "daily_year.json").write_text(json.dumps(results, indent=2))
+            (args.results / "daily_year.md").write_text(markdown(results))
+            bar.advance()
+    # the comparison: the year's transactions loaded once, as one full extract
+    generate_data.generate(config_set.providers[FULL], last_day, args.customers, args.seed, home / "data",
+                           delivery="snapshot", series_start=START, history=history)
+    for stage in ("ingest", "validate", "load"):
+        subprocess.run([sys.executable, "-m", "batchops.bench_stage", stage, FULL, "propensity_scoring",
+                        last_day.isoformat(), "one_load"], env=env, check=True, capture_output=True)
+    results["one_load_bytes"] = warehouse_bytes(home / "warehouse", FULL)
+    results["one_load_rows"] = table_rows(home / "warehouse" / f"{FULL}.duckdb")
+    results["targets"] = targets(results)
+    (args.results / "daily_year.json").write_text(json.dumps(results, indent=2))
+    (args.results / "daily_year.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
