@@ -9,6 +9,7 @@ import time
 import pytest
 
 from airflow_stack import AirflowStack
+
 from conftest import make_drop
 
 pytestmark = pytest.mark.e2e
