@@ -54,3 +54,12 @@ def test_the_onboarding_walk_runs_as_written(fresh_copy):
     output = run_block(fresh_copy, "onboarding")
     assert "all configs are valid" in output and "# Run summary: COMPLETE" in output
     assert "optional features left out (3): age" in output and "customer_id,score,snapshot_date,model_id" in output
+
+
+def test_the_daily_deliveries_walk_runs_as_written(fresh_copy):
+    output = run_block(fresh_copy, "daily-deliveries")
+    assert "all configs are valid" in output
+    counts = [int(line.split()[0]) for line in output.splitlines() if line.strip().endswith("transactions.csv")]
+    assert counts[0] > 10 * counts[1] and counts[1] < 200  # the history, then days
+    assert output.count("# Run summary: COMPLETE") == 2
+    assert "remove run folder: shop_d__propensity_scoring/" in output
