@@ -27,6 +27,7 @@ ensure_project_python(__file__)
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,14 +80,21 @@ def table_rows(path: Path) -> dict[str, int]:
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
-def run(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess]:
-    started = time.perf_counter()
+def run(command: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, CPU seconds of the command's processes, the result). CPU seconds hardly move when
+    something else shares the machine; wall seconds do."""
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    return round(time.perf_counter() - started, 2), done
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(time.perf_counter() - started, 2), round(cpu, 2), done
 
 
-def median_around(days: list[dict], day: int, width: int = 3) -> float:
-    return statistics.median(d["seconds"] for d in days if abs(d["day"] - day) <= width and d["seconds"])
+def median_around(days: list[dict], day: int, key: str = "seconds", width: int = 3, pipeline: str | None = None
+                  ) -> float:
+    """The median of `key` over the days within `width` of `day` (of one pipeline's runs, when given)."""
+    return statistics.median(d[key] for d in days if abs(d["day"] - day) <= width and d.get(key)
+                             and (pipeline is None or d["pipeline"] == pipeline))
 
 
 def markdown(results: dict) -> str:
@@ -105,14 +113,14 @@ def markdown(results: dict) -> str:
         for row in targets.values():
             lines.append(f"| {row['target']} | {row['measured']} | {'met' if row['met'] else 'NOT met'} |")
         lines.append("")
-    lines += ["| day | date | DAG | seconds | outcome | warehouse MiB | runs/ MiB | models MiB | metadata MiB | "
-              "landing MiB | transactions rows | features rows | predictions rows |", "|---" * 13 + "|"]
+    lines += ["| day | date | DAG | seconds | CPU s | outcome | warehouse MiB | runs/ MiB | models MiB | metadata MiB | "
+              "landing MiB | transactions rows | features rows | predictions rows |", "|---" * 14 + "|"]
     shown = {1, 2, 7, 8, 30, 60, 90, 120, 180, 240, 300, 365, last["day"]}
     for entry in days:
         if entry["day"] in shown:
             rows = entry["rows"]
             lines.append(f"| {entry['day']} | {entry['date']} | {entry['pipeline']} | {entry['seconds']} | "
-                         f"{entry['outcome']} | {entry['warehouse_bytes'] / 2**20:.1f} | "
+                         f"{entry.get('cpu_seconds')} | {entry['outcome']} | {entry['warehouse_bytes'] / 2**20:.1f} | "
                          f"{entry['runs_bytes'] / 2**20:.1f} | {entry['models_bytes'] / 2**20:.1f} | "
                          f"{entry['metadata_bytes'] / 2**20:.1f} | {entry['landing_bytes'] / 2**20:.1f} | "
                          f"{rows.get('transactions', 0):,} | {rows.get('features', 0):,} | "
@@ -126,10 +134,14 @@ def targets(results: dict) -> dict:
     found = {}
     last = days[-1]["day"]
     if last >= 30:
-        early, late = median_around(days, 30), median_around(days, last)
-        found["time"] = {"target": f"day {last} <= 1.2x day 30 in time (medians of the 7 days around each)",
-                         "measured": f"{late:.1f} s against {early:.1f} s ({late / early:.2f}x); single days "
-                                     f"{by_day[last]['seconds']} s and {by_day[30]['seconds']} s",
+        scoring = "propensity_scoring"
+        early, late = median_around(days, 30, pipeline=scoring), median_around(days, last, pipeline=scoring)
+        early_cpu = median_around(days, 30, "cpu_seconds", pipeline=scoring)
+        late_cpu = median_around(days, last, "cpu_seconds", pipeline=scoring)
+        found["time"] = {"target": f"day {last} <= 1.2x day 30 in time (the daily scoring run: medians of the "
+                                   "scoring runs within 3 days of each)",
+                         "measured": f"wall {late:.1f} s against {early:.1f} s ({late / early:.2f}x); CPU "
+                                     f"{late_cpu:.1f} s against {early_cpu:.1f} s ({late_cpu / early_cpu:.2f}x)",
                          "met": late <= 1.2 * early}
     if results.get("one_load_bytes"):
         ratio = days[-1]["warehouse_bytes"] / results["one_load_bytes"]
@@ -185,18 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                                    series_start=START, history=history)
             pipeline = "propensity_model" if index % args.train_every == 0 else "propensity_scoring"
             dag_id = f"{PROVIDER}__{pipeline}"
-            seconds, done = run(["airflow", "dags", "test", dag_id, day.isoformat(), "--conf",
-                                 json.dumps({"snapshot_date": day.isoformat()})], env)
+            seconds, cpu_seconds, done = run(["airflow", "dags", "test", dag_id, day.isoformat(), "--conf",
+                                              json.dumps({"snapshot_date": day.isoformat()})], env)
             run_folder = max((home / "runs" / dag_id).iterdir(), key=lambda p: p.stat().st_mtime)
             summary = run_folder / "run_summary.md"
             outcome = summary.read_text().splitlines()[0].removeprefix("# Run summary: ") if summary.exists() else \
                 f"no summary (exit {done.returncode})"
             metadata_days = provider.retention.airflow_metadata_days
             before = day_started[max(index - metadata_days, 0)]
-            prune_seconds, pruned = run([sys.executable, "-m", "batchops", "prune", "--provider", PROVIDER, "--today",
+            prune_seconds, _, pruned = run([sys.executable, "-m", "batchops", "prune", "--provider", PROVIDER, "--today",
                                          day.isoformat(), "--airflow-before", before.isoformat()], env)
             warehouse = home / "warehouse"
             entry = {"day": index + 1, "date": day.isoformat(), "pipeline": pipeline, "seconds": seconds,
+                     "cpu_seconds": cpu_seconds,
                      "outcome": outcome, "prune_seconds": prune_seconds, "prune_exit": pruned.returncode,
                      "warehouse_bytes": warehouse_bytes(warehouse, PROVIDER),
                      "runs_bytes": folder_bytes(home / "runs"), "models_bytes": folder_bytes(warehouse / "models"),
