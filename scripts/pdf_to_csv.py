@@ -3,14 +3,15 @@
     python scripts/pdf_to_csv.py                       # data/ocr_input/sample_input.pdf -> ocr_output.csv
     python scripts/pdf_to_csv.py --input X.pdf --output X.csv --provider provider_c --entity transactions
         [--dpi 300] [--lang eng] [--pages 1,3-4] [--min-confidence 60] [--max-invalid 0.01] [--workers N]
-        [--flag-column]
+        [--flag-column] [--no-reconcile]
     python scripts/pdf_to_csv.py --input X.pdf --output X.csv --no-schema   # columns from the header row
 
 Writes the CSV and a sidecar report (<output>.report.json: per page its source (text layer or OCR),
 rows and mean confidence; the header cells matched; every invalid, doubtful or low-confidence cell).
 --flag-column adds `_ocr_flags` to each row ('amount:low_confidence;...'). It writes no CSV, only
 the report, and exits 1 when a required column is missing, a page has text but no rows, the header
-cannot be told (without a schema), or more cells than --max-invalid fail validation.
+cannot be told (without a schema), the statement's printed subtotals, page totals or balances do not add
+up with the amounts read (unless --no-reconcile), or more cells than --max-invalid fail validation.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int)
     parser.add_argument("--flag-column", action="store_true",
                         help="add an _ocr_flags column naming each row's flagged cells and why")
+    parser.add_argument("--no-reconcile", action="store_true",
+                        help="write the CSV even when the statement's printed subtotals, totals or balances do not "
+                             "add up with the amounts read (those rows flagged)")
     args = parser.parse_args(argv)
     if bool(args.provider) != bool(args.entity):
         parser.error("--provider and --entity go together")
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         with Steps(f"reading {args.input.name}", 0) as bar:
             result = pdf_to_table(args.input, rules=rules, dpi=args.dpi, lang=args.lang, pages=args.pages,
                                   min_confidence=args.min_confidence, max_invalid=args.max_invalid,
-                                  workers=args.workers, progress=bar.advance, page_total=bar.set_total)
+                                  workers=args.workers, progress=bar.advance, page_total=bar.set_total,
+                                  reconcile_figures=not args.no_reconcile)
     except OcrError as exc:
         report = getattr(exc, "report", None)
         if report is not None:

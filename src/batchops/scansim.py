@@ -51,22 +51,58 @@ class Text:
     family: str
 
 
-def _page_texts(columns: list[str], chunk: list[list[str]], number: int, total: int, title: str, lefts: list[int],
-                right: int, font: str, header_bold: bool, with_header: bool) -> tuple[list[Text], list[tuple]]:
+@dataclass(frozen=True)
+class Furniture:
+    """A line of a statement that is not a row: a subtotal, a balance brought forward, a page total. `cells`
+    maps column positions to their text (the label usually in the first, the figure under its column)."""
+
+    cells: dict[int, str]
+
+
+ROW_HEIGHT = 62
+WRAP_HEIGHT = 46  # each further line of a wrapped cell
+SHADE = 228  # zebra rows: a light gray band behind every other row
+
+
+def _page_texts(columns: list[str], chunk: list, number: int, total: int, title: str, lefts: list[int],
+                right: int, font: str, header_bold: bool, with_header: bool, ruling: str = "none",
+                zebra: bool = False, title_lines: tuple[str, ...] = (), footer: list | None = None,
+                page_size: tuple[int, int] = PAGE_SIZE) -> tuple[list[Text], list[tuple], list[tuple]]:
+    """(texts, rules, shaded boxes) of one page."""
     texts = [Text(160, 150, f"{title} - page {number} of {total}", 48, font)]
-    rules = []
-    y = 320
+    for index, line in enumerate(title_lines):
+        texts.append(Text(160, 220 + index * 56, line, 40, font))
+    rules, shades = [], []
+    y = 320 + len(title_lines) * 56
+    edges = [left - 45 for left in lefts] + [right - 35]  # column boundaries, in the gutters
+    table_top = y - 20
     if with_header:
         for left, name in zip(lefts, columns, strict=True):
             texts.append(Text(left, y, name, 40, f"{font}-bold" if header_bold else font))
-        rules.append((150, y + 58, right - 80, y + 58))
-        y += 80
-    for row in chunk:
-        for left, value in zip(lefts, row, strict=True):
-            texts.append(Text(left, y, value, 40, font))
-        y += 62
-    texts.append(Text(PAGE_SIZE[0] // 2 - 150, PAGE_SIZE[1] - 160, f"Page {number} of {total}", 40, font))
-    return texts, rules
+        if ruling == "none":  # the project's own style: one rule under the header
+            rules.append((150, y + 58, right - 80, y + 58))
+        else:
+            rules.append((edges[0], y + 62, edges[-1], y + 62))
+        if ruling in ("header_box", "grid"):
+            rules.append((edges[0], y - 20, edges[-1], y - 20))
+            rules += [(x, y - 20, x, y + 62) for x in edges]
+        y += 82
+    for index, row in enumerate([*chunk, *(footer or [])]):
+        cells = row.cells if isinstance(row, Furniture) else dict(enumerate(row))
+        lines = max((str(v).count("\n") + 1 for v in cells.values()), default=1)
+        height = ROW_HEIGHT + (lines - 1) * WRAP_HEIGHT
+        if zebra and index % 2 == 1 and not isinstance(row, Furniture):
+            shades.append((edges[0], y - 10, edges[-1], y + height - 14))
+        for position, value in cells.items():
+            for offset, piece in enumerate(str(value).split("\n")):
+                texts.append(Text(lefts[position], y + offset * WRAP_HEIGHT, piece, 40, font))
+        if ruling in ("grid", "horizontal"):
+            rules.append((edges[0], y + height - 12, edges[-1], y + height - 12))
+        y += height
+    if ruling in ("grid", "vertical"):
+        rules += [(x, table_top, x, y - 12) for x in edges]
+    texts.append(Text(page_size[0] // 2 - 150, page_size[1] - 160, f"Page {number} of {total}", 40, font))
+    return texts, rules, shades
 
 
 def render_table_pdf(columns: list[str], rows: list[list[str]], target: Path, title: str, seed: int = 0,
@@ -74,13 +110,23 @@ def render_table_pdf(columns: list[str], rows: list[list[str]], target: Path, ti
                      speckle: float = 0.0015, blank_pages: int = 0, font: str = "sans", header_bold: bool = False,
                      header_on_every_page: bool = True, blank_page_after: int | None = None, scan_dpi: int = DPI,
                      heavy_noise: bool = False, stamp: bool = False, pen_stroke: bool = False,
-                     text_layer_pages: str = "none") -> Path:
+                     text_layer_pages: str = "none", ruling: str = "none", zebra: bool = False,
+                     title_lines: tuple[str, ...] = (), page_footer=None, landscape: bool = False,
+                     turn: int = 0) -> Path:
     """Write the table as a PDF; returns target. text_layer_pages: "none" (every page a scan), "all" (a
     digital statement with a text layer) or "odd" (odd pages digital, even pages scanned: a mixed file).
-    blank_page_after inserts one blank scanned page after that table page."""
+    blank_page_after inserts one blank scanned page after that table page. A row may be a Furniture line;
+    a cell with a newline is printed on two lines (wrapped). ruling: none (a rule under the header), header_box,
+    grid, horizontal (between rows), vertical (between columns); zebra shades every other row; title_lines
+    print under the title on every page; page_footer(chunk) gives Furniture lines under a page's rows (page
+    totals); landscape draws on a wide page; turn rotates scanned pages by 90, 180 or 270 degrees (a page
+    fed sideways or upside down)."""
     rng = random.Random(seed)
     noise = __import__("numpy").random.default_rng(seed)
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    page_size = (PAGE_SIZE[1], PAGE_SIZE[0]) if landscape else PAGE_SIZE
+    data = [r for r in rows if not isinstance(r, Furniture)]
+    widths = [max([len(c)] + [max(len(p) for p in str(r[i]).split("\n")) for r in data])
+              for i, c in enumerate(columns)]
     lefts, x = [], 160
     for width in widths:
         lefts.append(x)
@@ -91,21 +137,23 @@ def render_table_pdf(columns: list[str], rows: list[list[str]], target: Path, ti
     number = 0
     for index, chunk in enumerate(chunks, start=1):
         number += 1
-        texts, rules = _page_texts(columns, chunk, number, total, title, lefts, x, font, header_bold,
-                                   header_on_every_page or index == 1)
+        texts, rules, shades = _page_texts(columns, chunk, number, total, title, lefts, x, font, header_bold,
+                                           header_on_every_page or index == 1, ruling, zebra, title_lines,
+                                           page_footer(chunk) if page_footer else None, page_size)
         digital = text_layer_pages == "all" or (text_layer_pages == "odd" and number % 2 == 1)
         if digital:
             pages.append(("text", (texts, rules)))
         else:
-            pages.append(("image", _degrade(_draw(texts, rules), rng, noise, max_skew_degrees, blur, speckle,
-                                            scan_dpi, heavy_noise, stamp, pen_stroke)))
+            image = _degrade(_draw(texts, rules, shades, page_size), rng, noise, max_skew_degrees, blur, speckle,
+                             scan_dpi, heavy_noise, stamp, pen_stroke)
+            pages.append(("image", image.rotate(-turn, expand=True) if turn else image))
         if blank_page_after == index:
             number += 1
-            pages.append(("image", _degrade(_draw([], []), rng, noise, max_skew_degrees, blur, speckle, scan_dpi,
-                                            heavy_noise, False, False)))
+            pages.append(("image", _degrade(_draw([], [], [], page_size), rng, noise, max_skew_degrees, blur,
+                                            speckle, scan_dpi, heavy_noise, False, False)))
     for _ in range(blank_pages):
-        pages.append(("image", _degrade(_draw([], []), rng, noise, max_skew_degrees, blur, speckle, scan_dpi,
-                                        heavy_noise, False, False)))
+        pages.append(("image", _degrade(_draw([], [], [], page_size), rng, noise, max_skew_degrees, blur, speckle,
+                                        scan_dpi, heavy_noise, False, False)))
     target.parent.mkdir(parents=True, exist_ok=True)
     if all(kind == "image" for kind, _ in pages):
         images = [page for _, page in pages]
@@ -116,11 +164,13 @@ def render_table_pdf(columns: list[str], rows: list[list[str]], target: Path, ti
     return target
 
 
-def _draw(texts: list[Text], rules: list[tuple]):
+def _draw(texts: list[Text], rules: list[tuple], shades: list[tuple] = (), page_size: tuple[int, int] = PAGE_SIZE):
     from PIL import Image, ImageDraw
 
-    page = Image.new("L", PAGE_SIZE, 255)
+    page = Image.new("L", page_size, 255)
     draw = ImageDraw.Draw(page)
+    for box in shades:
+        draw.rectangle(box, fill=SHADE)
     for text in texts:
         draw.text((text.x, text.y), text.text, font=_font(text.size, text.family), fill=0)
     for rule in rules:
@@ -162,7 +212,7 @@ def _degrade(page, rng: random.Random, noise, max_skew: float, blur: float, spec
     pixels = np.clip(pixels.astype(np.int16) + noise.normal(0, sigma, pixels.shape).astype(np.int16), 0, 255)
     image = Image.fromarray(pixels.astype(np.uint8), "L")
     if scan_dpi != DPI:  # a low-resolution scanner: fewer pixels for the same page
-        image = image.resize((PAGE_SIZE[0] * scan_dpi // DPI, PAGE_SIZE[1] * scan_dpi // DPI), Image.BILINEAR)
+        image = image.resize((image.width * scan_dpi // DPI, image.height * scan_dpi // DPI), Image.BILINEAR)
     return image
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -26,6 +26,31 @@ from batchops.config.common import (
 from batchops.config.pipeline import PipelineOverride
 
 
+class NumberFormat(StrictModel):
+    """How a numeric column's values are written: `amount: {..., number: {thousands: ",", currency: ["$"],
+    negative: [minus, parentheses]}}`. Read the same way from a CSV and from a scanned statement."""
+
+    thousands: Literal[",", ".", "'", " ", ""] = Field("", description=(
+        "The separator between groups of three digits ('' none; ' ' also a no-break space); values must group "
+        "by three."))
+    decimal: Literal[".", ","] = Field(".", description="The decimal separator.")
+    currency: list[Annotated[str, Field(min_length=1, max_length=8)]] = Field(default_factory=list, description=(
+        "Symbols or codes stripped at either end of a value, e.g. ['$', 'USD']."))
+    negative: list[Literal["minus", "parentheses", "trailing_minus", "cr_dr"]] = Field(
+        default_factory=lambda: ["minus"], min_length=1, description=(
+            "How a negative amount is written: minus (-12.50), parentheses ((12.50)), trailing_minus (12.50-), "
+            "cr_dr (12.50 DR is negative, 12.50 CR positive). A sign written another way makes the value invalid."))
+
+    @model_validator(mode="after")
+    def _separators_differ(self) -> NumberFormat:
+        if self.thousands == self.decimal:
+            raise ValueError(f"thousands and decimal are both {self.decimal!r}; they must differ")
+        for mark in self.currency:
+            if any(c.isdigit() for c in mark) or mark in (self.thousands, self.decimal, "-", "(", ")"):
+                raise ValueError(f"currency {mark!r} would take digits, separators or signs from the values")
+        return self
+
+
 class ColumnSpec(StrictModel):
     """One canonical column of an entity and where it comes from in the source file."""
 
@@ -39,6 +64,9 @@ class ColumnSpec(StrictModel):
         "of any column (e.g. two decimals on amounts)."))
     min: float | None = Field(None, description="Smallest allowed value (integer/float columns).")
     max: float | None = Field(None, description="Largest allowed value (integer/float columns).")
+    number: NumberFormat | None = Field(None, description=(
+        "How the values of an integer or float column are written (separators, currency, negative styles); "
+        "without it a value is plain digits with a decimal point, and one that reads two ways is refused."))
     normalize: list[Literal["trim", "upper", "lower"]] | None = Field(None, description=(
         "How a string column's values are made comparable at ingest, before any check, join or key: trim "
         "(leading and trailing blanks, the default for every string column: ' C1' and 'C1 ' are 'C1'), upper or "
@@ -62,6 +90,8 @@ class ColumnSpec(StrictModel):
             raise ValueError(f"allowed_values applies to string columns, not {self.type}")
         if self.normalize and self.type != "string":
             raise ValueError(f"normalize applies to string columns, not {self.type}")
+        if self.number is not None and self.type not in ("integer", "float"):
+            raise ValueError(f"number applies to integer or float columns, not {self.type}")
         if self.normalize and {"upper", "lower"} <= set(self.normalize):
             raise ValueError("normalize takes upper or lower, not both")
         if self.pattern is not None:

@@ -51,13 +51,23 @@ from batchops.ocr.pages import (
     PageWords,
     extract_scans,
     locate_binaries,
+    looks_unreadable,
     page_count,
+    page_rotation,
     prepare_image_page,
     render_pages,
     reread_cells,
     scanned_pages,
     tesseract_words,
     text_layer,
+    turned_copy,
+)
+from batchops.ocr.reconcile import (
+    amount_rule,
+    describe_failure,
+    flag_mismatches,
+    reconcile,
+    reconciliation_failures,
 )
 
 __all__ = ["ColumnRule", "OcrError", "OcrErrorWithReport", "OcrResult", "normalize_cell", "pdf_to_table",
@@ -105,11 +115,12 @@ def read_pages(pdf: Path, pages: list[int], dpi: int, lang: str, binaries: dict[
         for run_pages in _contiguous([p for p in batch if p not in sources]):
             sources.update({p: (path, 1.0) for p, path in render_pages(pdf, run_pages, batch_dpi, folder,
                                                                          binaries).items()})
-        prepared = {page: prepare_image_page(path, scale) for page, (path, scale) in sources.items()}
+        prepared = {page: prepare_image_page(path, scale, batch_dpi) for page, (path, scale) in sources.items()}
         ordered = [p for p in batch if p in prepared]
         words = tesseract_words([prepared[p][0] for p in ordered], lang, batch_dpi, binaries["tesseract"])
-        return [PageWords(p, "ocr", w, batch_dpi, prepared[p][0], prepared[p][1]) for p, w in zip(ordered, words,
-                                                                                                   strict=True)]
+        read = [PageWords(p, "ocr", w, batch_dpi, prepared[p][0], prepared[p][1], prepared[p][2])
+                for p, w in zip(ordered, words, strict=True)]
+        return [upright(page, sources[page.page], batch_dpi, lang, binaries["tesseract"]) for page in read]
 
     read: dict[int, PageWords] = {p: PageWords(p, "text", words) for p, words in layer.items()}
     done(len(pages) - len(image_pages))
@@ -122,6 +133,20 @@ def read_pages(pdf: Path, pages: list[int], dpi: int, lang: str, binaries: dict[
         read.update({pw.page: pw for pw in run(batches[0])})
         done(len(batches[0]))
     return [read.get(p, PageWords(p, "empty")) for p in pages]
+
+
+def upright(page: PageWords, source: tuple[Path, float], dpi: int, lang: str, tesseract: str) -> PageWords:
+    """A page that reads badly is asked which way up it is; one stored sideways or upside down is turned and read
+    again (the report says by how much)."""
+    if page.image is None or not looks_unreadable(page.words, page.image):
+        return page
+    degrees = page_rotation(page.image, tesseract)
+    if degrees not in (90, 180, 270):
+        return page
+    path, scale = source
+    image, skew, rules = prepare_image_page(turned_copy(path, degrees), scale, dpi)
+    words = tesseract_words([image], lang, dpi, tesseract)[0]
+    return PageWords(page.page, "ocr", words, dpi, image, skew, rules, degrees)
 
 
 def _batches(pages: list[int], page_dpi: dict[int, int], workers: int, most: int) -> list[list[int]]:
@@ -171,6 +196,25 @@ def discover_header(pdf: Path, pages: list[PageWords]) -> list[str]:
                    "pass --provider/--entity to read it by its config")
 
 
+def merge_empty_columns(names: list[str], rows: list[dict[str, Any]], pdf: Path) -> list[str]:
+    """Without a schema, a column empty in every row is a header word that belongs to its neighbour ('customer'
+    and 'id' of 'customer_id', its values all under the first word): the two names become one. A column
+    empty everywhere with no neighbour to join is refused, not written as an empty column."""
+    empty = [name for name in names if rows and not any(row["cells"].get(name, {}).get("raw") for row in rows)]
+    if not empty:
+        return names
+    merged = list(names)
+    for name in empty:
+        index = merged.index(name)
+        if index == 0:
+            raise OcrError(f"{pdf}: column {name!r} is empty in every row and has no column to its left to belong "
+                           "to; pass --provider/--entity to read it by its config")
+        left = merged[index - 1]
+        merged[index - 1] = f"{left}{'' if name.startswith(('_', '-')) or left.endswith(('_', '-')) else '_'}{name}"
+        del merged[index]
+    return merged
+
+
 def _merge_header_words(pdf: Path, page: int, header: list[Word], data: list[list[Word]]) -> list[str]:
     height = statistics.median(w.height for w in header)
     cells: list[list[Word]] = [[header[0]]]
@@ -209,6 +253,13 @@ def _merge_header_words(pdf: Path, page: int, header: list[Word], data: list[lis
 # ---------------------------------------------------------------- pages to rows
 
 
+def free_text_positions(layout: Layout, by_header: dict[str, ColumnRule]) -> frozenset[int]:
+    """Layout positions of columns of free text (a description): where a wrapped second line can only belong."""
+    return frozenset(i for i, cell in enumerate(layout.cells) if cell.column is not None
+                     and (rule := by_header[cell.column]).type == "string" and not rule.pattern
+                     and not rule.allowed_values)
+
+
 def assemble(pdf: Path, pages: list[PageWords], rules: list[ColumnRule]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of cells from every page, and the structural report. Raises on a missing header or column."""
     headers = [rule.header for rule in rules]
@@ -237,15 +288,17 @@ def assemble(pdf: Path, pages: list[PageWords], rules: list[ColumnRule]) -> tupl
             below = [line for line in after if has_content(line) and not is_footer(line)]
             layout = build_layout(cells, below)
             found_header_cells = found_header_cells or cells
-            table = assign_rows(after, layout, headers)
+            table = assign_rows(after, layout, headers, free_text_positions(layout, by_header))
             table.skipped_lines[:0] = [f"with the header: {text}" for text in header_marks]
             header_state = "found"
         elif layout is not None and content:
             here = data_left(content)
             shift = 0.0 if here is None or layout.data_left is None else here - layout.data_left
             narrowest = min((b - a for a, b in zip(layout.cuts, layout.cuts[1:], strict=False)), default=100.0)
-            table = assign_rows(lines, layout.shifted(shift if abs(shift) < narrowest / 2 else 0.0), headers)
+            shifted = layout.shifted(shift if abs(shift) < narrowest / 2 else 0.0)
+            table = assign_rows(lines, shifted, headers, free_text_positions(shifted, by_header))
             header_state = "continued"
+        first_row = len(rows)
         for number, (cells, (top, bottom)) in enumerate(zip(table.rows if table else [], table.row_boxes if table else [],
                                                             strict=True)):
             row = {"page": page.page, "cells": {}, "unreadable": table.unreadable.get(number)}
@@ -272,10 +325,15 @@ def assemble(pdf: Path, pages: list[PageWords], rules: list[ColumnRule]) -> tupl
             status = "no_rows"
         page_reports.append({
             "page": page.page, "source": page.source, "dpi": page.dpi, "skew_degrees": page.skew_degrees,
+            "rules": page.rules.summary(page.dpi) if page.rules is not None else None,
+            "turned_degrees": page.turned_degrees,
             "header": header_state, "rows": len(table.rows) if table else 0, "status": status,
             "words": len(page.words), "gaps": table.gaps if table else [],
             "mean_confidence": round(sum(w.confidence for w in page.words) / len(page.words), 2) if page.words else None,
-            "skipped_lines": (table.skipped_lines if table else [" ".join(w.text for w in line) for line in content])[:10]})
+            "skipped_lines": (table.skipped_lines if table else [" ".join(w.text for w in line) for line in content])[:10],
+            "wrapped_lines_joined": table.continued if table else 0,
+            "furniture": [{"after_row": first_row + position, "kind": kind, "text": text}
+                          for position, kind, text in (table.furniture if table else [])]})
     if found_header_cells is None:
         best = best_header_line(all_lines, headers)
         raise OcrErrorWithReport(
@@ -331,6 +389,27 @@ def mark_doubts(rows: list[dict[str, Any]], pages: list[PageWords]) -> None:
             for cell, ratio, stray in measures:
                 if (typical and ratio > 2 * typical) or stray > stray_limit:
                     cell["mark"] = "a mark over the cell (a stamp, a stroke or a smudge): the reading may be affected"
+
+
+def mark_rule_crossings(rows: list[dict[str, Any]], pages: list[PageWords]) -> None:
+    """A cell whose text a removed rule crossed: a stroke of a glyph may have gone with the rule."""
+    for page in pages:
+        if page.rules is None or not page.rules.crossings:
+            continue
+        scale = 72.0 / page.dpi
+        marks = [(x0 * scale, y0 * scale, x1 * scale, y1 * scale) for x0, y0, x1, y1 in page.rules.crossings]
+        for row in rows:
+            if row["page"] != page.page:
+                continue
+            for cell in row["cells"].values():
+                box = cell.get("text_box")
+                if not box:
+                    continue
+                left, right, top = box
+                bottom = cell["box"][3] if cell.get("box") else top + 12
+                if any(x1 >= left and x0 <= right and y1 >= top and y0 <= bottom for x0, y0, x1, y1 in marks):
+                    cell.setdefault("mark", "a table rule crossed this value and was removed: a stroke of a digit "
+                                            "may have gone with it")
 
 
 def check_cells(rows: list[dict[str, Any]], rules: list[ColumnRule]) -> None:
@@ -433,8 +512,9 @@ def settle_cell(cell: dict[str, Any], texts: list[tuple[str, float]], rule: Colu
                 cell.update(value=page_value, problem=None, confirmed=cell["doubt"] is None, reread=True)
             return
         agreed = len(values) >= 2 and len(set(values)) == 1 and confidence >= min_confidence
-        cell.update(raw=text, value=reading.value, problem=None, doubt=reading.doubt, confidence=round(confidence, 1),
-                    reread=True, confirmed=agreed and reading.doubt is None)
+        doubt = reading.doubt or cell.get("mark")  # read again under the same mark: still under it
+        cell.update(raw=text, value=reading.value, problem=None, doubt=doubt, confidence=round(confidence, 1),
+                    reread=True, confirmed=agreed and doubt is None)
     elif not cell["raw"]:  # found where the page read nothing: kept, still flagged as doubtful
         cell.update(raw=text, value=reading.value, confidence=round(confidence, 1), reread=True)
     elif cell["doubt"] is None and any(r.value == cell["value"] and c >= min_confidence / 2 for r, _, c in valid):
@@ -462,12 +542,14 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
                  dpi: int = 300, lang: str = "eng", pages: list[int] | None = None, min_confidence: float = 60.0,
                  max_invalid: float = 0.01, workers: int | None = None, strict_pages: bool = True,
                  progress: Callable[[int], None] = lambda pages: None,
-                 page_total: Callable[[int], None] = lambda pages: None) -> OcrResult:
+                 page_total: Callable[[int], None] = lambda pages: None, reconcile_figures: bool = True) -> OcrResult:
     """Read a table PDF. Raises OcrError when the PDF is unreadable or has no table header, and
     OcrErrorWithReport when a required column is missing, when a page has text but no rows or a gap in
     its row spacing (unless strict_pages is False: the report's pages_without_rows and row_gaps then say
-    which, for the DQ gate), or when more than max_invalid of the cells fail validation. `progress` is
-    called with the number of pages read as they finish, `page_total` once with the number of pages to read."""
+    which, for the DQ gate), when a printed subtotal, page total or balance does not add up with the amounts
+    read (unless reconcile_figures is False or strict_pages is False: the report's reconciliation says), or
+    when more than max_invalid of the cells fail validation. `progress` is called with the number of pages
+    read as they finish, `page_total` once with the number of pages to read."""
     if not pdf.is_file():
         raise OcrError(f"{pdf} does not exist")
     binaries = locate_binaries(lang)
@@ -486,19 +568,27 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
             names = headers or discover_header(pdf, page_words)
             rules = [ColumnRule(header=name, name=name, required=True) for name in names]
         rows, structure = assemble(pdf, page_words, rules)
+        if learned:
+            merged = merge_empty_columns([r.header for r in rules], rows, pdf)
+            if merged != [r.header for r in rules]:  # a header word that was half of its neighbour's name
+                rules = [ColumnRule(header=name, name=name, required=True) for name in merged]
+                rows, structure = assemble(pdf, page_words, rules)
         if learned:  # shapes learned from the document itself, then every cell checked by them
             rules = infer_rules([r.header for r in rules],
                                 [[row["cells"].get(r.header, {"raw": ""})["raw"] for r in rules] for row in rows])
         mark_doubts(rows, page_words)
+        mark_rule_crossings(rows, page_words)
         check_cells(rows, rules)
         second_reads(rows, rules, page_words, lang, binaries["tesseract"], min_confidence, workers)
+    structure["reconciliation"] = reconcile(rows, structure["pages"], rules)
+    flag_mismatches(rows, structure["reconciliation"], amount_rule(rules))
     return _result(pdf, rows, rules, structure, min_confidence, max_invalid, dpi, lang, workers,
-                   time.perf_counter() - started, strict_pages)
+                   time.perf_counter() - started, strict_pages, reconcile_figures)
 
 
 def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], structure: dict[str, Any],
             min_confidence: float, max_invalid: float, dpi: int, lang: str, workers: int, seconds: float,
-            strict_pages: bool) -> OcrResult:
+            strict_pages: bool, reconcile_figures: bool = True) -> OcrResult:
     columns = [rule.name for rule in rules]
     table, row_flags, flagged = [], [], []
     counts = {"invalid": 0, "doubtful_repair": 0, "low_confidence": 0}
@@ -532,7 +622,10 @@ def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], stru
         **structure, "flagged_cells": flagged,
     }
     invalid = counts["invalid"]
-    report["passed"] = cells > 0 and invalid / cells <= max_invalid and not without_rows and not with_gaps
+    unreconciled = reconciliation_failures(structure.get("reconciliation") or [])
+    report["reconciliation_failures"] = [describe_failure(check) for check in unreconciled]
+    report["passed"] = (cells > 0 and invalid / cells <= max_invalid and not without_rows and not with_gaps
+                        and not unreconciled)
     if without_rows and strict_pages:
         first = next(p for p in structure["pages"] if p["status"] == "no_rows")
         raise OcrErrorWithReport(
@@ -546,6 +639,12 @@ def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], stru
             "than one that may be short. Check the page (a stamp or a fold over a row?) and rescan it", report)
     if cells == 0:
         raise OcrErrorWithReport(f"{pdf}: the header was found but no table rows below it", report)
+    if unreconciled and strict_pages and reconcile_figures:
+        raise OcrErrorWithReport(
+            f"{pdf}: the statement does not add up: {report['reconciliation_failures'][0]}"
+            + (f" (and {len(unreconciled) - 1} more)" if len(unreconciled) > 1 else "")
+            + "; no CSV is written. Check those rows against the page (the report lists the figures), or pass "
+              "--no-reconcile to write it with the rows flagged", report)
     if invalid / cells > max_invalid:
         raise OcrErrorWithReport(
             f"{pdf}: {invalid} of {cells} cells fail validation (more than max_invalid {max_invalid:.2%}); see the "

@@ -9,6 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+from batchops.numbers import NumberStyle, parse_number
+
 # Glyphs Tesseract reads for a digit. Translated one for one, so digit count and order never change.
 DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "D": "0", "Q": "0", "I": "1", "l": "1", "|": "1", "i": "1",
                                   "!": "1", "S": "5", "s": "5", "B": "8", "Z": "2", "z": "2", "G": "6", "g": "9"})
@@ -30,11 +32,19 @@ class ColumnRule:
     allowed_values: tuple[str, ...] | None = None
     date_format: str = "%Y-%m-%d"
     required: bool = False
+    number: NumberStyle = NumberStyle()
 
     def whitelist(self) -> str | None:
         """Characters Tesseract may use when this column's cell is read again."""
         if self.type in ("integer", "float"):
-            return "0123456789.-"
+            marks = {self.number.thousands, self.number.decimal, "-"} | set("".join(self.number.currency))
+            if "parentheses" in self.number.negative:
+                marks |= {"(", ")"}
+            if "cr_dr" in self.number.negative:
+                marks |= set("CDR")
+            return "0123456789" + "".join(sorted(m for m in marks if m and m != " "))
+        if self.type == "date" and any(code in self.date_format for code in ("%b", "%B")):
+            return None  # month names: letters too
         if self.type == "date":
             return "0123456789" + "".join(sorted({c for c in self.date_format if not c.isalnum() and c != "%"}))
         if self.allowed_values:
@@ -67,7 +77,7 @@ def rules_from_entity(entity) -> list[ColumnRule]:
     """ColumnRules from a provider config entity (batchops.config.EntitySpec)."""
     return [ColumnRule(header=spec.source, name=name, type=spec.type, pattern=spec.pattern,
                        allowed_values=tuple(spec.allowed_values) if spec.allowed_values else None,
-                       date_format=entity.csv.date_format, required=spec.required)
+                       date_format=entity.csv.date_format, required=spec.required, number=NumberStyle.of(spec))
             for name, spec in entity.columns.items()]
 
 
@@ -102,12 +112,14 @@ def normalize_cell(raw: str, rule: ColumnRule) -> tuple[str, str | None]:
 
 def read_cell(raw: str, rule: ColumnRule) -> CellReading:
     """Check and repair one cell's text by its column's rule."""
-    numeric = rule.type in ("integer", "float", "date")
+    if rule.type in ("integer", "float"):
+        return _read_number(raw, rule)
+    numeric = rule.type == "date"
     text = strip_debris(raw.strip(), numeric or bool(rule.pattern and not rule.allowed_values))
     if text == "":
         return CellReading("", "empty, but the column is required" if rule.required else None)
     if numeric:
-        return _read_number_or_date(raw, text, rule)
+        return _read_date(raw, text, rule)
     if rule.allowed_values:
         if text in rule.allowed_values:
             return CellReading(text)
@@ -120,31 +132,129 @@ def read_cell(raw: str, rule: ColumnRule) -> CellReading:
     return CellReading(text)
 
 
-def _read_number_or_date(raw: str, text: str, rule: ColumnRule) -> CellReading:
-    compact = text.replace(" ", "")
-    if rule.type != "date":
-        compact = compact.replace(",", ".")
-    value = compact.translate(DIGIT_LOOKALIKES)
+# Characters that mean something in a number (a sign, a separator, a currency mark): never dropped silently.
+def _meaningful(token: str, style: NumberStyle) -> bool:
+    return any(c.isalnum() for c in token) or token in ("-", "(", ")") or token in style.currency
+
+
+def _read_number(raw: str, rule: ColumnRule) -> CellReading:
+    """A number by the column's declared format (batchops.numbers). Specks at the edges are dropped, but a
+    character that could be part of the value (a sign, a separator) is never dropped or reinterpreted
+    without flagging the cell; lookalike letters become digits only where every digit read keeps its place."""
+    style = rule.number
+    text = raw.strip()
+    tokens = text.split()
+    dropped = []
+    while tokens and not _meaningful(tokens[0], style):
+        dropped.append(tokens.pop(0))
+    while tokens and not _meaningful(tokens[-1], style):
+        dropped.append(tokens.pop())
+    text = " ".join(tokens)
+    # '|' stays: it may be a 1, and the lookalike repair below flags it
+    debris = "".join(c for c in EDGE_DEBRIS if c not in "-.,()|" and c not in "".join(style.currency))
+    core = text.strip(debris)
+    lost = []  # separators dropped where a digit may have been lost with them
+    while core[:1] in (".", ","):  # a separator with no digit before it: a speck, or a lost digit
+        lost.append(core[0])
+        core = core[1:]
+    while core[-1:] in (".", ","):
+        if style.decimal not in core[:-1]:  # '963.' may have lost its decimals; '963.83.' lost nothing
+            lost.append(core[-1])
+        core = core[:-1]
+    if core == "":
+        problem = "empty, but the column is required" if rule.required else None
+        return CellReading("", problem if not (dropped or lost) else f"only {raw!r} was read")
     doubt = None
-    if " " in text:
-        doubt = f"pieces joined into one value: {raw!r}"  # a speck beside a number reads as a digit
-    elif compact[:1] != value[:1] or compact[-1:] != value[-1:]:
-        doubt = f"a mark at the edge read as a digit: {raw!r}"  # '|2.50' may be '12.50' or a rule line
-    if rule.type == "date":
-        try:
-            parsed = datetime.strptime(value, rule.date_format)
-        except ValueError:
-            return CellReading(value, f"not a date in {rule.date_format}: {raw!r}")
-        if parsed.strftime(rule.date_format).lower() != value.lower():  # '2026-06-2' is not %Y-%m-%d
-            return CellReading(value, f"not exactly {rule.date_format} (zero-padded, full length): {raw!r}")
-        return CellReading(value, None, doubt)
+    trailing = [t for t in dropped if any(c in ".," for c in t)]
+    if lost or (trailing and style.decimal not in core):
+        doubt = f"dropped {' '.join(lost + trailing)!r} at the edge, where a digit may have been: {raw!r}"
+    head, body, tail = _split_marks(core, style)
+    digits = body.translate(DIGIT_LOOKALIKES)
+    if body[:1] != digits[:1] or body[-1:] != digits[-1:]:
+        doubt = doubt or f"a mark at the edge read as a digit: {raw!r}"  # '|2.50' may be '12.50' or a rule line
+    if " " in digits.strip() and style.thousands != " " and re.search(r"\d\s+[\d.,]|[\d.,]\s+\d", digits):
+        digits = re.sub(r"(?<=[\d.,])\s+(?=[\d.,])", "", digits)
+        doubt = doubt or f"pieces joined into one value: {raw!r}"  # a speck beside a number reads as a digit
+    if re.match(r"^-\s+\d", head + digits) and not style.declared:
+        doubt = doubt or f"a minus apart from the digits: {raw!r}"
+    parsed = parse_number(head + digits + tail, style, integer=rule.type == "integer")
+    if parsed.value is None:
+        return CellReading(core, f"{parsed.problem}: {raw!r}")
+    if rule.pattern and not re.fullmatch(rule.pattern, parsed.value):
+        return CellReading(parsed.value, f"does not match {rule.pattern}: {raw!r}")
+    return CellReading(parsed.value, None, doubt)
+
+
+def _split_marks(text: str, style: NumberStyle) -> tuple[str, str, str]:
+    """(leading marks, the digits part, trailing marks): a currency code or a CR/DR mark keeps its letters
+    (the lookalike repair turns letters into digits)."""
+    head, tail = "", ""
+    for mark in sorted(style.currency, key=len, reverse=True):
+        for sign in ("", "-", "("):
+            if text.startswith(sign + mark):
+                head, text = sign + mark, text[len(sign) + len(mark):]
+                break
+        if text.endswith(mark):
+            tail, text = mark + tail, text[:-len(mark)]
+        if head:
+            break
+    match = re.search(r"\s*(?i:CR|DR)\)?$", text) if "cr_dr" in style.negative else None
+    if match:
+        tail, text = text[match.start():] + tail, text[:match.start()]
+    return head, text, tail
+
+
+MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+MONTH_NAMES = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+               "november", "december"]
+LETTER_LOOKALIKES = str.maketrans({"0": "o", "1": "l", "|": "l", "!": "l", "5": "s", "8": "b", "6": "b", "2": "z"})
+
+
+def _fold_month(token: str) -> tuple[str, bool]:
+    """A month name read with OCR confusions ('Ju1', 'Dcc') as written ('Jul'); (token, repaired)."""
+    letters = token.translate(LETTER_LOOKALIKES).lower().strip(".,")
+    for names in (MONTHS, MONTH_NAMES):
+        if letters in names:
+            return (letters.capitalize() if len(letters) == 3 else letters.capitalize()), letters != token.lower()
+    close = difflib.get_close_matches(letters, MONTHS + MONTH_NAMES, n=1, cutoff=0.66)
+    if close:
+        return close[0].capitalize(), True
+    return token, False
+
+
+def _read_date(raw: str, text: str, rule: ColumnRule) -> CellReading:
+    named = any(code in rule.date_format for code in ("%b", "%B"))
+    doubt = None
+    if named:  # '01 May 2026', 'May 01, 2026': the spaces are part of the format
+        words = re.split(r"(\s+|,)", text)
+        folded = []
+        for word in words:
+            digits = sum(c.isdigit() for c in word)
+            if re.search(r"[A-Za-z]", word) and digits < sum(c.isalpha() for c in word):
+                month, repaired = _fold_month(word)
+                doubt = doubt or (f"month name repaired: {raw!r}" if repaired and month.lower() != word.lower()
+                                  else None)
+                folded.append(month)
+            else:
+                translated = word.translate(DIGIT_LOOKALIKES)
+                if translated[:1] != word[:1] or translated[-1:] != word[-1:]:
+                    doubt = doubt or f"a mark at the edge read as a digit: {raw!r}"
+                folded.append(translated)
+        value = re.sub(r"\s+", " ", "".join(folded)).strip()
+    else:
+        compact = text.replace(" ", "")
+        value = compact.translate(DIGIT_LOOKALIKES)
+        if " " in text:
+            doubt = f"pieces joined into one value: {raw!r}"
+        elif compact[:1] != value[:1] or compact[-1:] != value[-1:]:
+            doubt = f"a mark at the edge read as a digit: {raw!r}"
     try:
-        int(value) if rule.type == "integer" else float(value)
+        parsed = datetime.strptime(value, rule.date_format)
     except ValueError:
-        return CellReading(value, f"not a number: {raw!r}")
-    if rule.pattern and not re.fullmatch(rule.pattern, value):
-        return CellReading(value, f"does not match {rule.pattern}: {raw!r}")
-    return CellReading(value, None, doubt)
+        return CellReading(value, f"not a date in {rule.date_format}: {raw!r}")
+    if parsed.strftime(rule.date_format).lower() != value.lower():  # '2026-06-2' is not %Y-%m-%d
+        return CellReading(value, f"not exactly {rule.date_format} (zero-padded, full length): {raw!r}")
+    return CellReading(parsed.strftime(rule.date_format), None, doubt)
 
 
 def _read_id(raw: str, text: str, pattern: str) -> CellReading:

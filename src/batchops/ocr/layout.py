@@ -18,6 +18,7 @@ FOOTER = re.compile(r"(?i)p\s*[a4@]\s*[g9q]\s*[ec3]\s*[\dlIoO]+\s*(?:[o0]\s*f|/)
 # Letters a header's text is compared by: OCR confusions folded, separators dropped.
 HEADER_FOLD = str.maketrans({"0": "o", "1": "l", "|": "l", "!": "l", "5": "s", "8": "b", "$": "s"})
 HEADER_MATCH = 0.8
+HEADER_FOLD_LETTERS = str.maketrans({"0": "o", "1": "l", "|": "l", "5": "s", "8": "b"})
 
 
 @dataclass
@@ -80,6 +81,23 @@ class PageTable:
     spans: dict[int, set[int]] = field(default_factory=dict)  # row index -> columns one word runs across
     gaps: list[str] = field(default_factory=list)  # where the row spacing says a row was not seen at all
     centers: list[float] = field(default_factory=list)  # per row, the median middle of its words
+    # statement furniture kept out of the rows: (position among the rows, kind, the line's text)
+    furniture: list[tuple[int, str, str]] = field(default_factory=list)
+    continued: int = 0  # wrapped lines joined to the row above
+
+
+# Lines of a statement that are not rows: running totals and balances, and what a footer block says.
+FURNITURE = re.compile(
+    r"(?i)\b(?:(?P<subtotal>sub[\s-]*total)|(?P<page_total>page\s*total|total\s+(?:this|of\s+this)\s+page)"
+    r"|(?P<brought_forward>(?:balance\s+)?b(?:rought|/)\s*f(?:orward|wd)?\b|opening\s+balance|balance\s+b/?f)"
+    r"|(?P<carried_forward>(?:balance\s+)?c(?:arried|/)\s*f(?:orward|wd)?\b|closing\s+balance|balance\s+c/?f)"
+    r"|(?P<total>\btotals?\b))")
+
+
+def furniture_kind(text: str) -> str | None:
+    """subtotal, page_total, brought_forward, carried_forward or total when the line is one of those."""
+    match = FURNITURE.search(text.translate(HEADER_FOLD_LETTERS))
+    return next((kind for kind, value in match.groupdict().items() if value), None) if match else None
 
 
 def group_lines(words: list[Word]) -> list[list[Word]]:
@@ -251,14 +269,19 @@ def _legible(word: Word) -> bool:
     return any(c.isalnum() for c in word.text)
 
 
-def assign_rows(lines: list[list[Word]], layout: Layout, headers: list[str]) -> PageTable:
-    """Every line below the header to a row of cells, unless it is a footer or a repeated header. A line
-    too sparse to be a row (fewer than half of the known columns legible) is a row all the same when it
-    lies between table rows, marked unreadable, so the table never comes out a row short; above the
-    first row or below the last it is reported in skipped_lines (a caption, a total)."""
+def assign_rows(lines: list[list[Word]], layout: Layout, headers: list[str],
+                free_text: frozenset[int] = frozenset()) -> PageTable:
+    """Every line below the header to a row of cells, unless it is a footer, a repeated header or statement
+    furniture (a subtotal, a balance brought or carried forward, a page total: kept apart in
+    table.furniture). A line whose only words lie in free-text columns (`free_text`, layout positions), right
+    under a row, is that row's wrapped text and joins it. A line too sparse to be a row (fewer than half of
+    the known columns legible) is a row all the same when it lies between table rows, marked unreadable, so
+    the table never comes out a row short; above the first row or below the last it is reported in
+    skipped_lines (a caption, a total)."""
     table = PageTable()
     known = [i for i, c in enumerate(layout.cells) if c.column is not None]
     pending: list[tuple[list[list[Word]], tuple[float, float], str]] = []  # sparse lines after the last row
+    accounted: list[float] = []  # middles of furniture and wrapped lines: not missing rows
     for line in lines:
         if is_footer(line) or not has_content(line):
             continue
@@ -274,6 +297,22 @@ def assign_rows(lines: list[list[Word]], layout: Layout, headers: list[str]) -> 
                 spanned.update(range(first, last + 1))
         text = " ".join(w.text for w in line)
         box = (min(w.top for w in line), max(w.bottom for w in line))
+        middle = statistics.median((w.top + w.bottom) / 2 for w in line)
+        filled = [i for i, words in enumerate(cells) if any(_legible(w) for w in words)]
+        kind = furniture_kind(text) if len(filled) <= max(2, len(known) // 2) else None  # not a full row
+        if kind:
+            table.furniture.append((len(table.rows), kind, text))
+            accounted.append(middle)
+            continue
+        if free_text and table.rows and not pending and filled and set(filled) <= free_text \
+                and len(filled) < max(1, (len(known) + 1) // 2) \
+                and box[0] - table.row_boxes[-1][1] < 1.2 * (box[1] - box[0]):
+            for position in filled:  # the row above's wrapped text
+                table.rows[-1][position] = table.rows[-1][position] + cells[position]
+            table.row_boxes[-1] = (table.row_boxes[-1][0], box[1])
+            table.continued += 1
+            accounted.append(middle)
+            continue
         if sum(any(_legible(w) for w in cells[i]) for i in known) < max(1, (len(known) + 1) // 2):
             pending.append((cells, box, text))
             continue
@@ -289,9 +328,9 @@ def assign_rows(lines: list[list[Word]], layout: Layout, headers: list[str]) -> 
             table.spans[len(table.rows)] = spanned
         table.rows.append(cells)
         table.row_boxes.append(box)
-        table.centers.append(statistics.median((w.top + w.bottom) / 2 for w in line))
+        table.centers.append(middle)
     table.skipped_lines += [t for _, _, t in pending]
-    table.gaps = row_gaps(table.centers)
+    table.gaps = row_gaps(sorted(table.centers + accounted))
     return table
 
 

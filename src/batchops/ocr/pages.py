@@ -12,6 +12,7 @@ import subprocess
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from batchops.errors import BatchOpsError
 from batchops.ocr.layout import Word
@@ -34,6 +35,8 @@ class PageWords:
     dpi: int | None = None
     image: Path | None = None  # the cleaned page image, for second reads of doubtful cells
     skew_degrees: float = 0.0
+    rules: Any = None  # batchops.ocr.rules.Rules of the page image, when it was searched
+    turned_degrees: int = 0  # the page was stored sideways or upside down and turned by this much to read it
 
 
 # ---------------------------------------------------------------- binaries
@@ -238,18 +241,22 @@ def clean_page(image):
     return gray, 0.0
 
 
-def prepare_image_page(source: Path, scale: float = 1.0) -> tuple[Path, float]:
-    """Clean a page image (resized by scale first) into a PGM beside it; returns (path, skew)."""
+def prepare_image_page(source: Path, scale: float = 1.0, dpi: int = 300) -> tuple[Path, float, Any]:
+    """Clean a page image (resized by scale first) into a PGM beside it, its rules removed; returns
+    (path, skew, batchops.ocr.rules.Rules)."""
     from PIL import Image
+
+    from batchops.ocr.rules import find_and_remove_rules
 
     with Image.open(source) as image:
         if abs(scale - 1.0) > 0.01:
             image = image.convert("L").resize((round(image.width * scale), round(image.height * scale)),
                                               Image.BILINEAR)
         cleaned, angle = clean_page(image)
+    cleaned, rules = find_and_remove_rules(cleaned, dpi)
     target = source.with_name(source.stem + "-clean.pgm")
     cleaned.save(target)
-    return target, angle
+    return target, angle, rules
 
 
 def tesseract_words(images: list[Path], lang: str, dpi: int, tesseract: str,
@@ -333,3 +340,46 @@ def reread_cells(crops: dict[int, tuple[Path, int, tuple[float, float, float, fl
             words = sorted(found[index])
             readings.setdefault(key, []).append((" ".join(t for _, t, _ in words), min(c for _, _, c in words)))
     return readings
+
+
+# A page read with this little confidence (or with ink but hardly a word) may be sideways or upside down.
+ORIENTATION_CHECK_CONFIDENCE = 55.0
+
+
+def looks_unreadable(words: list[Word], image: Path) -> bool:
+    """Few words, or words read with low confidence, on a page with ink: the cue to ask Tesseract which way up
+    it is (asking on every page would cost a second pass)."""
+    if words and len(words) >= 15 and sum(w.confidence for w in words) / len(words) >= ORIENTATION_CHECK_CONFIDENCE:
+        return False
+    from PIL import Image
+
+    with Image.open(image) as page:
+        small = page.convert("L").reduce(4)
+        dark = sum(small.histogram()[:128])
+    return dark > 0.004 * small.width * small.height
+
+
+def page_rotation(image: Path, tesseract: str) -> int:
+    """Degrees the page must turn (clockwise) to stand upright, by Tesseract's orientation detection (needs
+    the osd language data, Debian's tesseract-ocr-osd); 0 when it is upright or cannot tell."""
+    pytesseract = import_pytesseract()
+    pytesseract.pytesseract.tesseract_cmd = tesseract
+    try:
+        found = pytesseract.image_to_osd(str(image), config="--psm 0")
+    except pytesseract.TesseractError:
+        return 0
+    match = re.search(r"Rotate: (\d+)", found)
+    confidence = re.search(r"Orientation confidence: ([\d.]+)", found)
+    if not match or (confidence and float(confidence.group(1)) < 1.0):
+        return 0
+    return int(match.group(1)) % 360
+
+
+def turned_copy(source: Path, degrees: int) -> Path:
+    """The page image turned clockwise by `degrees`, beside the source."""
+    from PIL import Image
+
+    target = source.with_name(f"{source.stem}-turned{degrees}{source.suffix}")
+    with Image.open(source) as image:
+        image.rotate(-degrees, expand=True).save(target)
+    return target

@@ -17,6 +17,7 @@ from batchops.artifacts import sha256_of_file, write_json_atomic, write_text_ato
 from batchops.config import EntitySpec, key_columns, normalization
 from batchops.duck import scratch_connection
 from batchops.errors import ArtifactWriteError, InputDataError, LandingNotReadyError, is_duckdb_error
+from batchops.numbers import NumberStyle, number_sql, parse_number
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier, quote_source_column, string_literal
 
@@ -201,20 +202,48 @@ def key_text_changes(connection, spec: EntitySpec, source: Path, header: list[st
             for i, (name, column) in enumerate(numeric)}
 
 
+def number_format_rejects(connection, spec: EntitySpec, source: Path, header: list[str]) -> dict[str, Any]:
+    """Per column with a declared number format: the values it does not read, with examples (one lenient read
+    of those columns' text, only for providers that declare formats)."""
+    declared = [(name, c) for name, c in spec.columns.items() if c.number and c.source in header]
+    if not declared:
+        return {}
+    all_text = ", ".join(f"{string_literal(name)}: 'VARCHAR'" for name in header)
+    selects = []
+    for _, column in declared:
+        raw = quote_source_column(column.source)
+        invalid = number_sql(raw, NumberStyle.of(column), DUCKDB_TYPES[column.type])[1]
+        selects += [f"count(*) FILTER (WHERE {invalid})", f"list({raw}) FILTER (WHERE {invalid})[1:3]"]
+    row = connection.execute(
+        f"SELECT {', '.join(selects)} FROM read_csv($path, delim = $delim, quote = $quote, escape = $quote, "
+        f"header = true, auto_detect = false, columns = {{{all_text}}}, ignore_errors = true, strict_mode = false)",
+        {"path": str(source), "delim": spec.csv.delimiter, "quote": spec.csv.quote}).fetchone()
+    found = {}
+    for i, (name, column) in enumerate(declared):
+        examples = row[2 * i + 1] or []
+        found[name] = {"invalid": row[2 * i], "examples": examples,
+                       "why": parse_number(examples[0], NumberStyle.of(column)).problem if examples else None}
+    return found
+
+
 def _read_csv_sql(spec: EntitySpec, header: list[str], strict: bool = True,
                   absent: dict[str, str] | None = None) -> tuple[str, list[str], list[str]]:
     """SELECT over read_csv with explicit types; returns (sql, missing canonical cols, unmapped source cols).
 
     absent: optional canonical columns of the pipeline that the provider does not map (name -> type), read
     as typed NULL columns so that every provider's tables have the same shape for the SQL."""
-    type_of_source = {c.source: DUCKDB_TYPES[c.type] for c in spec.columns.values()}
+    # a number written with separators, currency or signs is read as text, then by its declared format
+    type_of_source = {c.source: "VARCHAR" if c.number else DUCKDB_TYPES[c.type] for c in spec.columns.values()}
     column_types = ", ".join(
         f"{string_literal(name)}: {string_literal(type_of_source.get(name, 'VARCHAR'))}" for name in header
     )
     select, missing = [], []
     for canonical, column in spec.columns.items():
         if column.source in header:
-            select.append(f"{normalized(quote_source_column(column.source), column)} AS {quote_identifier(canonical)}")
+            source = quote_source_column(column.source)
+            value = (number_sql(source, NumberStyle.of(column), DUCKDB_TYPES[column.type])[0] if column.number
+                     else normalized(source, column))
+            select.append(f"{value} AS {quote_identifier(canonical)}")
         else:
             missing.append(canonical)
             select.append(f"CAST(NULL AS {DUCKDB_TYPES[column.type]}) AS {quote_identifier(canonical)}")
@@ -257,6 +286,7 @@ def ocr_to_csv(ctx: RunContext, entity: str, spec: EntitySpec, pdf: Path) -> tup
                "invalid_cells": report["invalid_cells"], "low_confidence_cells": report["low_confidence_cells"],
                "pages": len(report["pages"]), "rows_per_page": report["rows_per_page"],
                "pages_without_rows": report["pages_without_rows"], "row_gaps": report["row_gaps"],
+               "reconciliation_failures": report.get("reconciliation_failures", []),
                "seconds": report["seconds"], "report": str(ctx.run_dir / f"ocr_report_{entity}.json")}
     return csv_path, summary
 
@@ -305,6 +335,9 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
     source = delivered
     if spec.format == "pdf":
         source, ocr_summary = ocr_to_csv(ctx, entity, spec, delivered)
+        # the OCR's CSV holds numbers as plain digits with a decimal point, whatever the statement printed
+        spec = spec.model_copy(update={"columns": {name: column.model_copy(update={"number": None})
+                                                   for name, column in spec.columns.items()}})
     header = read_header(source, spec)
     target = ctx.staging_dir / f"{entity}.parquet"
     connection = scratch_connection(ctx.settings)
@@ -313,6 +346,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
                   if column not in spec.columns}
         staged = _stage_csv(connection, spec, source, header, target, absent)
         changed_keys = key_text_changes(connection, spec, source, header)
+        unread_numbers = number_format_rejects(connection, spec, source, header)
         rows = connection.execute("SELECT count(*) FROM read_parquet($p)", {"p": str(target)}).fetchone()[0]
         reject_rows = connection.execute(
             "SELECT count(DISTINCT line), count(*) FROM rejects").fetchone()
@@ -332,6 +366,7 @@ def ingest_entity(ctx: RunContext, entity: str, spec: EntitySpec, hasher: Thread
         "rejects_by_column": by_column, "reject_samples": samples,
         "missing_columns": staged["missing"], "unmapped_source_columns": staged["unmapped"],
         "absent_optional_columns": sorted(absent), "key_text_changes": changed_keys,
+        "number_format_rejects": unread_numbers,
         "line_endings": staged.get("line_endings", "consistent"),
         "staging": str(target), "seconds": round(time.perf_counter() - started, 3),
     }

@@ -7,6 +7,7 @@ validate succeeds whenever it could check; the verdict is data that dq_gate acts
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,10 @@ def near_duplicate_keys(connection, staging: Path, column: str) -> dict[str, Any
     return {"groups": groups, "examples": examples or []}
 
 
+NUMBER_HINT = (" If the file writes numbers with separators, a currency or another sign style (1,234.56, $12, "
+               "(5.00), 731.53-), declare them with number: on the column")
+
+
 def _rejects_detail(ingest_result: dict[str, Any]) -> str:
     """Where the unparsable rows are, so the person fixing the file knows which line to look at."""
     if not ingest_result["rejected_rows"]:
@@ -110,9 +115,11 @@ def _rejects_detail(ingest_result: dict[str, Any]) -> str:
     first = ingest_result["reject_samples"][0]
     where = f"line {first['line']}" + (f", column {first['column']}" if first["column"] else "")
     by_kind = "; ".join(f"{k}: {v}" for k, v in ingest_result["rejects_by_column"].items())
+    numeric = any(re.search(r"(?i)could not convert.*(DOUBLE|BIGINT|INTEGER|DECIMAL)", str(s.get("message", "")))
+                  for s in ingest_result["reject_samples"])
     return (f"{ingest_result['rejected_rows']} row(s) of {ingest_result['file']} could not be parsed ({by_kind}); "
             f"first at {where}: {first['error_type']} in {first['raw'][:60]!r}. Fix the file, or raise "
-            "dq.max_invalid to accept them")
+            "dq.max_invalid to accept them." + (NUMBER_HINT if numeric else ""))
 
 
 def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any],
@@ -123,6 +130,7 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
     max_invalid = provider.dq.max_invalid
     checks = [_check(entity, None, "row_count", "rows", f">= {min_rows}", rows, rows >= min_rows)]
     checks += key_text_checks(entity, ingest_result.get("key_text_changes") or {})
+    checks += number_format_checks(provider, entity, ingest_result.get("number_format_rejects") or {}, rows)
     missing_columns = set(ingest_result["missing_columns"])
     for name, column in spec.columns.items():
         if name in missing_columns:
@@ -179,6 +187,22 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
                          metrics["duplicate_keys"] == 0,
                          f"examples: {metrics['duplicate_key_examples']}" if metrics["duplicate_keys"] else ""))
     checks.append(_check(entity, key, "key_not_null", "null_keys", 0, metrics["null_keys"], metrics["null_keys"] == 0))
+    return checks
+
+
+def number_format_checks(provider: ProviderConfig, entity: str, rejects: dict[str, Any],
+                         rows: int) -> list[dict[str, Any]]:
+    """Values of a column with a declared number format that the format does not read: counted against
+    dq.max_invalid, with examples and why (they are stored as missing)."""
+    checks = []
+    for name, found in rejects.items():
+        share = found["invalid"] / rows if rows else 0.0
+        number = provider.entities[entity].columns[name].number
+        checks.append(_check(entity, name, "number_format", "unreadable_fraction", provider.dq.max_invalid,
+                             round(share, 6), share <= provider.dq.max_invalid,
+                             f"{found['invalid']} value(s) do not read as number {number.model_dump()} (e.g. "
+                             f"{', '.join(map(repr, found['examples']))}: {found['why']}); fix the file or the "
+                             "column's number format" if found["invalid"] else ""))
     return checks
 
 
@@ -268,6 +292,10 @@ def ocr_checks(provider, entity: str, ocr: dict[str, Any]) -> list[dict[str, Any
     checks.append(_check(entity, None, "ocr_pages", "pages_with_unread_rows", 0, len(unread), not unread,
                          "; ".join(f"page {p}: {why}" for p, why in unread.items())
                          or f"rows per page {ocr.get('rows_per_page', {})}"))
+    failures = ocr.get("reconciliation_failures") or []
+    checks.append(_check(entity, None, "ocr_reconciliation", "figures_not_adding_up", 0, len(failures), not failures,
+                         "; ".join(failures[:3]) or "every printed subtotal, total and balance adds up (or none is "
+                                                    "printed)"))
     return checks
 
 
