@@ -4,7 +4,7 @@ FROM apache/airflow:3.3.2-python3.11
 # Tesseract and Poppler come from the OS packages (scripts/pdf_to_csv.py needs their binaries).
 USER 0
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng poppler-utils \
+    && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
