@@ -1,5 +1,6 @@
-"""The OCR benchmark: every layout variant (batchops.ocr_eval.VARIANTS) drawn with known truth and read
-by the real command (scripts/pdf_to_csv.py --flag-column), as a user runs it.
+"""The OCR benchmark: every layout variant (batchops.ocr_eval.VARIANTS) and statement family (FAMILIES: ruled
+tables, furniture and totals, wrapped cells, turned pages, month names, amount formats) drawn with known truth
+and read by the real command (scripts/pdf_to_csv.py --flag-column), as a user runs it.
 
     python scripts/ocr_benchmark.py [--seeds 2] [--rows 90] [--variants plain,reordered]
         [--output benchmarks/results/ocr_variants]       # writes .json and .md
@@ -32,7 +33,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchops.ocr_eval import VARIANTS, cell_accuracy, naive_read, wrong_cells
+from batchops.ocr_eval import (
+    FAMILIES,
+    STATEMENT_DEFAULTS,
+    STATEMENT_HEADER,
+    VARIANTS,
+    cell_accuracy,
+    naive_read,
+    statement_config,
+    wrong_cells,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -52,10 +62,13 @@ def page_count(pdf: Path) -> int:
     return int(pdfinfo_from_path(str(pdf))["Pages"])
 
 
+KINDS = {**VARIANTS, **FAMILIES}
+
+
 def run_variant(name: str, seed: int, rows: int, folder: Path) -> dict:
     """The command with its defaults. When it refuses a hard variant, it runs again with --max-invalid 1
     to show that the cells it would have written wrong are all flagged."""
-    spec = VARIANTS[name]
+    spec = KINDS[name]
     pdf, truth_file = folder / f"{name}_{seed}.pdf", folder / f"{name}_{seed}_truth.csv"
     truth = make_ocr_sample.make_variant(name, pdf, truth_file, rows, seed)
     result = read_variant(name, seed, pdf, truth, folder, [])
@@ -66,13 +79,24 @@ def run_variant(name: str, seed: int, rows: int, folder: Path) -> dict:
 
 
 def read_variant(name: str, seed: int, pdf: Path, truth: list[list[str]], folder: Path, extra: list[str]) -> dict:
-    spec = VARIANTS[name]
+    spec = KINDS[name]
     output = folder / f"{name}_{seed}{'_forced' if extra else ''}.csv"
-    schema = ["--no-schema"] if spec.get("mode") == "no_schema" else ["--provider", "provider_c", "--entity",
-                                                                     "transactions"]
+    env = dict(os.environ)
+    header = make_ocr_sample.HEADER
+    if spec.get("mode") == "no_schema":
+        schema = ["--no-schema"]
+    elif spec.get("schema") == "statement":  # read by a provider config of its own (number and date formats)
+        configs = folder / f"configs_{name}"
+        configs.mkdir(exist_ok=True)
+        (configs / "_defaults.yaml").write_text(STATEMENT_DEFAULTS)
+        (configs / f"statement_{name}.yaml").write_text(statement_config(name))
+        env["BATCHOPS_CONFIG_DIR"] = str(configs)
+        schema, header = ["--provider", f"statement_{name}", "--entity", "transactions"], STATEMENT_HEADER
+    else:
+        schema = ["--provider", "provider_c", "--entity", "transactions"]
     before_cpu, started = children_cpu(), time.perf_counter()
     done = subprocess.run([sys.executable, str(COMMAND), "--input", str(pdf), "--output", str(output),
-                           "--flag-column", *schema, *extra], capture_output=True, text=True)
+                           "--flag-column", *schema, *extra], capture_output=True, text=True, env=env)
     wall, cpu = time.perf_counter() - started, children_cpu() - before_cpu
     pages = page_count(pdf)
     result = {"variant": name, "seed": seed, "exit": done.returncode, "pages": pages, "expected_rows": len(truth),
@@ -83,14 +107,15 @@ def read_variant(name: str, seed: int, pdf: Path, truth: list[list[str]], folder
         return result
     with output.open(newline="") as handle:
         table = list(csv.reader(handle))
-    header, body = table[0], table[1:]
+    body = table[1:]
     flags = [row[-1] for row in body]
     read = [row[:-1] for row in body]
     # The command writes the source headers (config order with a schema, the page's without one):
     # compare by column name so a reordered page is judged cell by cell.
-    positions = [header.index(h) if h in header else None for h in make_ocr_sample.HEADER]
+    written = table[0]
+    positions = [written.index(h) if h in written else None for h in header]
     aligned = [[row[p] if p is not None else "" for p in positions] for row in read]
-    wrong, unflagged = wrong_cells(truth, aligned, flags, make_ocr_sample.HEADER)
+    wrong, unflagged = wrong_cells(truth, aligned, flags, header)
     result.update(rows=len(read), accuracy=cell_accuracy(truth, aligned), wrong=wrong, unflagged=unflagged,
                   refused=False, csv_written=True)
     return result
@@ -98,13 +123,13 @@ def read_variant(name: str, seed: int, pdf: Path, truth: list[list[str]], folder
 
 def summarize(results: list[dict]) -> dict[str, dict]:
     summary = {}
-    for name in VARIANTS:
+    for name in KINDS:
         runs = [r for r in results if r["variant"] == name]
         if not runs:
             continue
         read = [r for r in runs if not r["refused"]]
         summary[name] = {
-            "about": VARIANTS[name]["about"], "hard": bool(VARIANTS[name].get("hard")), "runs": len(runs),
+            "about": KINDS[name]["about"], "hard": bool(KINDS[name].get("hard")), "runs": len(runs),
             "refused": len(runs) - len(read),
             "cell_accuracy": round(sum(r["accuracy"] * r["cells"] for r in read) / sum(r["cells"] for r in read), 4)
             if read else None,
@@ -153,7 +178,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--rows", type=int, default=90)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated; 'families' for every statement family, 'all' for everything")
     parser.add_argument("--output", type=Path)
     parser.add_argument("--baseline", action="store_true")
     parser.add_argument("--render", type=Path, help="only write the .md again from this earlier .json")
@@ -165,9 +191,10 @@ def main() -> None:
         args.render.with_suffix(".md").write_text(markdown(document["variants"], document["meta"]))
         return
     names = [n for n in args.variants.split(",") if n]
-    unknown = [n for n in names if n not in VARIANTS]
+    names = [m for n in names for m in ({"families": list(FAMILIES), "all": list(KINDS)}.get(n, [n]))]
+    unknown = [n for n in names if n not in KINDS]
     if unknown:
-        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)}")
+        parser.error(f"unknown variants {unknown}; known: {sorted(KINDS)}")
     results = []
     with tempfile.TemporaryDirectory() as folder:
         from batchops.progress import progress

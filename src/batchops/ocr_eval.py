@@ -28,6 +28,61 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# Statements as banks and providers print them (scripts/make_ocr_sample.py draws them, scripts/ocr_benchmark.py
+# reads them). "schema": provider_c (the project's statement) or statement (date, description, reference,
+# amount, read by a provider config of its own: number format, date format); "statement" shapes the rows.
+FAMILIES: dict[str, dict] = {
+    "boxed_header": {"render": {"ruling": "header_box"}, "about": "the header row drawn in a box"},
+    "full_grid": {"render": {"ruling": "grid"}, "about": "every cell ruled: a full grid"},
+    "horizontal_rules": {"render": {"ruling": "horizontal"}, "about": "a rule between every two rows"},
+    "vertical_rules": {"render": {"ruling": "vertical"}, "about": "rules between the columns"},
+    "zebra": {"render": {"zebra": True}, "about": "every other row shaded"},
+    "landscape": {"render": {"landscape": True, "rows_per_page": 30}, "about": "a landscape page"},
+    "sideways": {"render": {"turn": 90}, "about": "a page stored sideways"},
+    "upside_down": {"render": {"turn": 180}, "about": "a page stored upside down"},
+    "title_totals": {"schema": "statement", "statement": {"title": True, "page_totals": True},
+                     "number": {"thousands": ","}, "about": "a title block, and page totals under the table"},
+    "subtotals": {"schema": "statement", "statement": {"subtotals": 12, "balances": True},
+                  "number": {"thousands": ",", "negative": ["minus"]},
+                  "about": "subtotals and balances brought and carried forward inside the table"},
+    "wrapped": {"schema": "statement", "statement": {"wrap": 0.35}, "render": {"rows_per_page": 32},
+                "about": "descriptions wrapped on two lines"},
+    "month_dates": {"schema": "statement", "date_format": "%d %b %Y", "about": "dates printed 01 May 2026"},
+    "month_dates_us": {"schema": "statement", "date_format": "%b %d, %Y", "about": "dates printed May 01, 2026"},
+    "amount_currency": {"schema": "statement", "number": {"thousands": ",", "currency": ["$"]},
+                        "about": "amounts printed $1,234.56"},
+    "amount_decimal_comma": {"schema": "statement", "number": {"thousands": ".", "decimal": ","},
+                             "about": "amounts printed 1.234,56"},
+    "amount_parentheses": {"schema": "statement", "number": {"thousands": ",", "negative": ["minus", "parentheses"]},
+                           "statement": {"negatives": 0.3}, "about": "negatives printed (1,234.56)"},
+    "amount_trailing_minus": {"schema": "statement", "number": {"negative": ["trailing_minus"]},
+                              "statement": {"negatives": 0.3}, "about": "negatives printed 731.53-"},
+    "amount_cr_dr": {"schema": "statement", "number": {"thousands": ",", "negative": ["cr_dr"]},
+                     "statement": {"negatives": 0.3, "cr_dr": True}, "about": "amounts marked CR and DR"},
+    "amount_whole": {"schema": "statement", "number": {"thousands": ","}, "statement": {"whole": True},
+                     "about": "whole amounts printed 48,528"},
+}
+STATEMENT_HEADER = ["Date", "Description", "Reference", "Amount"]
+
+
+def statement_config(family: str) -> str:
+    """The provider config a family's statement is read with (a folder of its own, with _defaults.yaml)."""
+    spec = FAMILIES[family]
+    number = spec.get("number")
+    number_yaml = (", number: {" + ", ".join(f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}"
+                                             for key, value in number.items()) + "}") if number else ""
+    return (f"provider_id: statement_{family}\nentities:\n  transactions:\n    file: statement.pdf\n"
+            f"    format: pdf\n    csv: {{date_format: {spec.get('date_format', '%d.%m.%Y')!r}}}\n    columns:\n"
+            "      booked_on: {source: Date, type: date, required: true}\n"
+            "      description: {source: Description, type: string}\n"
+            "      txn_ref: {source: Reference, type: string, required: true, pattern: 'T\\d{9}'}\n"
+            f"      amount: {{source: Amount, type: {'integer' if (spec.get('statement') or {}).get('whole') else 'float'},"
+            f" required: true{number_yaml}}}\n")
+
+
+STATEMENT_DEFAULTS = "owner: ocr_benchmark\npipelines: [propensity_model]\nschedule: null\n"
+
+
 def cell_accuracy(truth: list[list[str]], read: list[list[str]]) -> float:
     """Exact matches per cell after trimming, row by row; missing or extra rows count as wrong cells."""
     cells = max(len(truth), len(read)) * len(truth[0])

@@ -13,7 +13,8 @@ from batchops.numbers import parse_number
 from batchops.ocr.cells import DIGIT_LOOKALIKES, ColumnRule
 
 # A figure in a furniture line: digits with separators, perhaps a sign, a currency mark, CR/DR.
-FIGURE = re.compile(r"[-(]?[^\s\d-]{0,3}\s?\d[\d.,' \u00a0]*\d(?:\s?(?:CR|DR|cr|dr))?\)?-?|[-(]?\d\)?-?")
+FIGURE = re.compile(r"[-(]?(?:[^\s\w-]{1,3}\s?|[A-Z]{3}\s)?\d[\d.,' \u00a0]*\d(?:\s?(?:CR|DR|cr|dr))?\)?-?"
+                    r"|[-(]?\d\)?-?")
 TOLERANCE = Decimal("0.005")
 
 

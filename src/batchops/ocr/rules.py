@@ -104,13 +104,16 @@ def find_and_remove_rules(gray, dpi: int):
             target.append(((start + stop) // 2, int(extent.min()), int(extent.max())))
     if not found.horizontal and not found.vertical:
         return gray, found
-    # the rule's antialiased edge too: one pixel around it, only where the page is not white
+    # the rule's antialiased edges too (a gray fringe left behind reads as a dotted line): two pixels around it
     rule = horizontal | vertical
     edge = rule.copy()
-    edge[1:] |= rule[:-1]
-    edge[:-1] |= rule[1:]
-    edge[:, 1:] |= rule[:, :-1]
-    edge[:, :-1] |= rule[:, 1:]
+    for _ in range(2):
+        grown = edge.copy()
+        grown[1:] |= edge[:-1]
+        grown[:-1] |= edge[1:]
+        grown[:, 1:] |= edge[:, :-1]
+        grown[:, :-1] |= edge[:, 1:]
+        edge = grown
     # where a rule meets ink off its line (a stroke of a letter crossing it), the letter may lose that stroke
     beside = ink & ~edge
     near = np.zeros_like(beside)
