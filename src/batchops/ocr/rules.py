@@ -3,7 +3,7 @@ between rows), found on the page image and removed before Tesseract reads it.
 
 A rule is ink in one long straight run: at least RULE_INCHES_H (horizontal) or RULE_INCHES_V (vertical) of
 unbroken ink along a row or column of pixels, far longer than any stroke of a letter (morphological line
-detection, as table-extraction tools do it, with run lengths instead of an erosion). Left in place, a rule is
+detection, as table-extraction tools do it: run lengths over a shrunk ink mask instead of an erosion). Left in place, a rule is
 read as '|', '_' or '—', glues to a value's edge, joins a header to the row under it, and a full grid breaks
 Tesseract's line finding (rows are skipped). Removed, the table reads like an unruled one; where a rule
 crossed ink that is also text, the cell is flagged (a glyph under a rule may have lost a stroke).
@@ -40,92 +40,83 @@ class Rules:
                 "vertical_x_points": [round(x * scale, 1) for x, _, _ in self.vertical]}
 
 
-def _long_runs(ink, length: int, axis: int):
-    """Pixels that lie in a run of at least `length` ink pixels along `axis` (a run-length erosion then
-    dilation, by cumulative sums: a few passes over the page, no kernel)."""
+def _runs_of(full, shortest: int) -> list[tuple[int, int, int]]:
+    """(line, start, stop) of the runs of True at least `shortest` long along each row of a 2-D boolean array."""
     import numpy as np
 
-    moved = np.moveaxis(ink, axis, -1).astype(np.int32)
-    width = moved.shape[-1]
-    if width < length:
-        return np.zeros_like(ink, dtype=bool)
-    total = np.concatenate([np.zeros(moved.shape[:-1] + (1,), np.int32), np.cumsum(moved, axis=-1)], axis=-1)
-    full = (total[..., length:] - total[..., :-length]) == length  # a window starting here is all ink
-    starts = np.concatenate([np.zeros(full.shape[:-1] + (1,), np.int32), np.cumsum(full, axis=-1, dtype=np.int32)],
-                            axis=-1)
-    covered = np.zeros(moved.shape, dtype=bool)
-    ends = np.minimum(np.arange(width) + 1, full.shape[-1])
-    begins = np.maximum(np.arange(width) - length + 1, 0)
-    covered[...] = (starts[..., ends] - starts[..., begins]) > 0
-    return np.moveaxis(covered, -1, axis)
+    padded = np.pad(full, ((0, 0), (1, 1)))
+    changes = np.diff(padded.astype(np.int8), axis=1)
+    rows, starts = np.nonzero(changes == 1)
+    _, stops = np.nonzero(changes == -1)
+    keep = (stops - starts) >= shortest
+    return list(zip(rows[keep].tolist(), starts[keep].tolist(), stops[keep].tolist(), strict=True))
 
 
-def _spans(mask_1d) -> list[tuple[int, int]]:
-    import numpy as np
+def _bands(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Runs on neighbouring lines that overlap, merged: (first line, last line, start, stop)."""
+    bands: list[list[int]] = []
+    for line, start, stop in sorted(runs):
+        for band in bands:
+            if band[1] >= line - 1 and start < band[3] and stop > band[2]:
+                band[1], band[2], band[3] = line, min(band[2], start), max(band[3], stop)
+                break
+        else:
+            bands.append([line, line, start, stop])
+    return [tuple(b) for b in bands]
 
-    padded = np.concatenate([[False], mask_1d, [False]])
-    changes = np.flatnonzero(padded[1:] != padded[:-1])
-    return list(zip(changes[::2], changes[1::2], strict=True))
+
+WINDOW_H, WINDOW_V = 16, 8  # pixels a reduced cell stands for, along the rule
 
 
 def find_and_remove_rules(gray, dpi: int):
-    """(gray image without its rules, Rules). `gray` is the cleaned page (paper white)."""
+    """(gray image without its rules, Rules). `gray` is the cleaned page (paper white).
+
+    The ink mask is shrunk along each direction (Pillow's C box reduction): a cell of the shrunk mask that is
+    all ink is a stretch of WINDOW pixels of unbroken ink, and a rule is a row (column) of such cells at least
+    RULE_INCHES long. Only the shrunk masks are searched, so a page costs milliseconds, not a second."""
     import numpy as np
     from PIL import Image
 
-    pixels = np.asarray(gray)
-    ink = pixels < INK_LEVEL
-    # a rule drifts by a pixel row over its length on a scan: look for runs in ink thickened by one pixel
-    thick_rows = ink.copy()
-    thick_rows[1:] |= ink[:-1]
-    thick_rows[:-1] |= ink[1:]
-    thick_cols = ink.copy()
-    thick_cols[:, 1:] |= ink[:, :-1]
-    thick_cols[:, :-1] |= ink[:, 1:]
-    horizontal = _long_runs(thick_rows, int(RULE_INCHES_H * dpi), axis=1) & ink
-    vertical = _long_runs(thick_cols, int(RULE_INCHES_V * dpi), axis=0) & ink
+    scale = dpi / 300.0
+    window_h, window_v = max(4, round(WINDOW_H * scale)), max(2, round(WINDOW_V * scale))
+    ink = gray.point(lambda v: 255 if v < INK_LEVEL else 0)
     found = Rules()
-    if not horizontal.any() and not vertical.any():
-        return gray, found
     thickest = max(4, round(MAX_RULE_POINTS * dpi / 72))
-    for mask, axis, target, shortest in ((horizontal, 1, found.horizontal, RULE_INCHES_H * dpi),
-                                         (vertical, 0, found.vertical, RULE_INCHES_V * dpi)):
-        profile = mask.any(axis=axis)
-        for start, stop in _spans(profile):
-            band = mask[start:stop] if axis == 1 else mask[:, start:stop]
-            extent = np.flatnonzero(band.any(axis=0 if axis == 1 else 1))
-            if stop - start > thickest or extent.max() - extent.min() < shortest:
-                # not a ruled line: a thick bar, or pieces of a stroke by hand (a wavy pen line): left as ink
-                if axis == 1:
-                    mask[start:stop] = False
-                else:
-                    mask[:, start:stop] = False
-                continue
-            target.append(((start + stop) // 2, int(extent.min()), int(extent.max())))
+    width, height = gray.size
+    # horizontal: each cell of the shrunk mask is WINDOW_H pixels wide and one tall
+    across = np.asarray(ink.reduce((window_h, 1))) >= 250
+    # a band thicker than a ruled line is a bar or a block of dark: left as it is
+    rows = [b for b in _bands(_runs_of(across, max(2, int(RULE_INCHES_H * dpi / window_h))))
+            if b[1] - b[0] + 1 <= thickest]
+    found.horizontal = [((top + bottom) // 2, start * window_h, min(width, stop * window_h))
+                        for top, bottom, start, stop in rows]
+    # vertical: cells one pixel wide and WINDOW_V tall, searched along the columns
+    down = (np.asarray(ink.reduce((1, window_v))) >= 250).T
+    columns = [b for b in _bands(_runs_of(down, max(2, int(RULE_INCHES_V * dpi / window_v))))
+               if b[1] - b[0] + 1 <= thickest]
+    found.vertical = [((left + right) // 2, start * window_v, min(height, stop * window_v))
+                      for left, right, start, stop in columns]
     if not found.horizontal and not found.vertical:
         return gray, found
-    # the rule's antialiased edges too (a gray fringe left behind reads as a dotted line): two pixels around it
-    rule = horizontal | vertical
-    edge = rule.copy()
-    for _ in range(2):
-        grown = edge.copy()
-        grown[1:] |= edge[:-1]
-        grown[:-1] |= edge[1:]
-        grown[:, 1:] |= edge[:, :-1]
-        grown[:, :-1] |= edge[:, 1:]
-        edge = grown
-    # where a rule meets ink off its line (a stroke of a letter crossing it), the letter may lose that stroke
-    beside = ink & ~edge
-    near = np.zeros_like(beside)
-    near[2:] |= beside[:-2] & edge[2:]
-    near[:-2] |= beside[2:] & edge[:-2]
-    near[:, 2:] |= beside[:, :-2] & edge[:, 2:]
-    near[:, :-2] |= beside[:, 2:] & edge[:, :-2]
-    ys, xs = np.nonzero(near & rule)
+    pixels = np.asarray(gray).copy()
+    fringe = 3  # the rule's antialiased edges too: a gray fringe left behind reads as a dotted line
+    erased = np.zeros(pixels.shape, dtype=bool)
+    for top, bottom, start, stop in rows:  # the rule's whole length: its ends lie in cells not all ink
+        erased[max(0, top - fringe):bottom + fringe + 1,
+               max(0, (start - 1) * window_h):min(width, (stop + 1) * window_h)] = True
+    for left, right, start, stop in columns:
+        erased[max(0, (start - 1) * window_v):min(height, (stop + 1) * window_v),
+               max(0, left - fringe):right + fringe + 1] = True
+    # where a rule meets ink beside it (a stroke of a letter crossing it), that letter may lose the stroke
+    outside = (pixels < 128) & ~erased
+    touching = np.zeros_like(erased)
+    touching[1:] |= outside[:-1] & erased[1:]
+    touching[:-1] |= outside[1:] & erased[:-1]
+    touching[:, 1:] |= outside[:, :-1] & erased[:, 1:]
+    touching[:, :-1] |= outside[:, 1:] & erased[:, :-1]
+    ys, xs = np.nonzero(touching)
     if len(ys):
-        order = np.lexsort((xs, ys))
-        for y, x in zip(ys[order][::25], xs[order][::25], strict=True):  # a sample is enough to place a box
-            found.crossings.append((int(x) - 6, int(y) - 6, int(x) + 6, int(y) + 6))
-    cleaned = pixels.copy()
-    cleaned[edge] = 255
-    return Image.fromarray(cleaned, "L"), found
+        for y, x in zip(ys[::25].tolist(), xs[::25].tolist(), strict=True):  # a sample is enough to place a box
+            found.crossings.append((x - 6, y - 6, x + 6, y + 6))
+    pixels[erased] = 255
+    return Image.fromarray(pixels, "L"), found
