@@ -89,10 +89,12 @@ def formatted(amount: Decimal, number: dict, cr_dr: bool, whole: bool) -> str:
     return f"-{text}"
 
 
-def make_family(family: str, target: Path, truth_file: Path, count: int, seed: int) -> list[list[str]]:
+def make_family(family: str, target: Path, truth_file: Path, count: int, seed: int,
+                misprint: Decimal = Decimal(0)) -> list[list[str]]:
     """A statement of the family: rows of date, description, reference and amount, printed in the family's
     formats with its furniture, and the truth (the values a reader must give: canonical amounts, the dates
-    as printed, wrapped descriptions joined) in STATEMENT_HEADER order. provider_c families use make_scan."""
+    as printed, wrapped descriptions joined) in STATEMENT_HEADER order. provider_c families use make_scan.
+    `misprint` is added to every printed total (a statement that does not add up, for tests)."""
     spec = FAMILIES[family]
     if spec.get("schema") != "statement":
         return make_scan(target, truth_file, count, seed, **spec["render"])
@@ -122,7 +124,7 @@ def make_family(family: str, target: Path, truth_file: Path, count: int, seed: i
         options["title_lines"] = ("NORTHWIND BANK - Statement of account 0042-118877",
                                   "Period 01 Jan 2026 to 31 Oct 2026")
     if shape.get("page_totals"):
-        options["page_footer"] = lambda chunk: [Furniture({1: "Page total", 3: fmt(sum(
+        options["page_footer"] = lambda chunk: [Furniture({1: "Page total", 3: fmt(misprint + sum(
             (Decimal(truth[printed.index(row)][3]) for row in chunk if not isinstance(row, Furniture)), Decimal(0)))})]
     rows: list = printed
     if shape.get("subtotals"):  # per page: the balance brought forward, subtotals, the balance carried forward
@@ -135,7 +137,7 @@ def make_family(family: str, target: Path, truth_file: Path, count: int, seed: i
                 part = page_rows[offset:offset + every]
                 rows += part
                 subtotal = sum((Decimal(truth[page_start + offset + i][3]) for i in range(len(part))), Decimal(0))
-                rows.append(Furniture({1: "Subtotal", 3: fmt(subtotal)}))
+                rows.append(Furniture({1: "Subtotal", 3: fmt(subtotal + misprint)}))
                 balance += subtotal
             rows.append(Furniture({1: "Balance carried forward", 3: fmt(balance)}))
         options["rows_per_page"] = per_page + 2 + -(-per_page // every)

@@ -34,7 +34,7 @@ from pathlib import Path
 from batchops.artifacts import write_json_atomic, write_text_atomic
 from batchops.config import DEFAULTS_FILE_NAME, load_provider_file
 from batchops.errors import BatchOpsError
-from batchops.ocr import OcrError, pdf_to_table, rules_from_entity
+from batchops.ocr import OcrError, page_notes, pdf_to_table, rules_from_entity
 from batchops.progress import Steps
 from batchops.settings import Settings
 from batchops.yaml_loader import read_yaml_file
@@ -141,8 +141,16 @@ def main(argv: list[str] | None = None) -> int:
 def page_summary(report: dict) -> str:
     """One line per page (source, header, rows), then the total: what a reader checks against the PDF."""
     lines = [f"page {p['page']}: {p['rows']} rows ({p['source']}, header {p['header']}"
-             + (f", {p['status'].replace('_', ' ')}" if p["status"] != "table" else "") + ")"
+             + (f", {p['status'].replace('_', ' ')}" if p["status"] != "table" else "")
+             + "".join(f"; {note}" for note in page_notes(p)) + ")"
              for p in report.get("pages", [])]
+    checks = report.get("reconciliation") or []
+    if checks:
+        proven = sum(c["status"] == "ok" for c in checks)
+        lines.append(f"printed figures: {proven} of {len(checks)} add up with the amounts read"
+                     + "".join(f"\n  {failure}" for failure in report.get("reconciliation_failures", [])))
+    if report.get("monospace_font"):
+        lines.append("a monospace font: every id with a 0, 6, 8 or 9 was read twice")
     lines.append(f"total: {report.get('rows', 0)} rows, {len(report.get('flagged_cells', []))} flagged cells")
     return "\n".join(lines)
 

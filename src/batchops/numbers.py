@@ -77,7 +77,9 @@ def _undeclared_hint(body: str) -> str | None:
         return "has thousands '.' and decimal ','; declare number: {thousands: '.', decimal: ','} on the column"
     if kinds == ["'"]:
         return "has thousands \"'\"; declare number: {thousands: \"'\"} on the column"
-    if set(kinds) <= set(BLANKS + "."):
+    if kinds == ["."] and re.fullmatch(r"\d{1,3}(\.\d{3}){2,}", body):
+        return "has thousands '.'; declare number: {thousands: '.', decimal: ','} on the column"
+    if set(kinds) & set(BLANKS) and set(kinds) <= set(BLANKS + "."):
         return "has blanks between digits (thousands ' '?); declare number: {thousands: ' '} on the column"
     return None
 

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from batchops.ocr.cells import (
+    MONO_LOOKALIKES,
     ColumnRule,
     infer_rules,
+    is_identifier,
     literal_prefix,
     normalize_cell,
     read_cell,
@@ -43,6 +45,7 @@ from batchops.ocr.layout import (
     gutters,
     has_content,
     is_footer,
+    is_monospaced,
     split_header_marks,
 )
 from batchops.ocr.pages import (
@@ -453,18 +456,25 @@ def check_cells(rows: list[dict[str, Any]], rules: list[ColumnRule]) -> None:
 
 
 def second_reads(rows: list[dict[str, Any]], rules: list[ColumnRule], pages: list[PageWords], lang: str,
-                 tesseract: str, min_confidence: float, workers: int) -> None:
+                 tesseract: str, min_confidence: float, workers: int, monospace: bool = False) -> None:
     """Cells that are invalid, doubtful or below min_confidence, read again alone with the column's
-    whitelist (one Tesseract call per column, over all pages) and settled by settle_cell."""
+    whitelist (one Tesseract call per column, over all pages) and settled by settle_cell. In a monospace
+    font (`monospace`) every id holding a 0, 6, 8 or 9 is read again too, and only kept unflagged when
+    the second reading agrees: there a dotted or slashed zero reads as 6 or 8 with a sure confidence."""
     by_page = {p.page: p for p in pages if p.source == "ocr"}
     jobs = []
     for rule in rules:  # one Tesseract call per column and kind of crop, over all pages: the model loads once
         prefix = literal_prefix(rule)
+        recheck = monospace and is_identifier(rule)
         whole, bodies = {}, {}
         for i, row in enumerate(rows):
             cell = row["cells"][rule.header]
-            if row["page"] not in by_page or cell["box"] is None or not _suspicious(cell, min_confidence):
+            if row["page"] not in by_page or cell["box"] is None:
                 continue
+            if not _suspicious(cell, min_confidence):
+                if not (recheck and cell["raw"] and MONO_LOOKALIKES & set(cell["value"])):
+                    continue
+                cell["recheck"] = "monospace"
             page = by_page[row["page"]]
             if prefix and cell["problem"] is None and cell.get("text_box") and cell["value"].startswith(prefix):
                 # The prefix is the schema's, and its glyph is what Tesseract doubts ('T' as '7'): read the
@@ -501,6 +511,15 @@ def settle_cell(cell: dict[str, Any], texts: list[tuple[str, float]], rule: Colu
     doubtful repair stays flagged: a second read sees the same speck."""
     valid = [(read_cell(text, rule), text, confidence) for text, confidence in texts]
     valid = [(reading, text, confidence) for reading, text, confidence in valid if reading.problem is None]
+    if cell.get("recheck") == "monospace":  # a sure page reading, checked because of the font
+        if any(r.value == cell["value"] for r, _, _ in valid):
+            cell.update(confirmed=True, reread=True)
+        else:
+            other = max(valid, key=lambda v: v[2])[0].value if valid else None
+            cell.update(reread=True, doubt=(
+                f"a monospace font, where 0, 6, 8 and 9 look alike: read {cell['value']!r}, and "
+                + (f"{other!r} when read again" if other else "not readable again")))
+        return
     if not valid:
         return
     values = [reading.value for reading, _, _ in valid]
@@ -512,7 +531,14 @@ def settle_cell(cell: dict[str, Any], texts: list[tuple[str, float]], rule: Colu
                 cell.update(value=page_value, problem=None, confirmed=cell["doubt"] is None, reread=True)
             return
         agreed = len(values) >= 2 and len(set(values)) == 1 and confidence >= min_confidence
-        doubt = reading.doubt or cell.get("mark")  # read again under the same mark: still under it
+        prefix = literal_prefix(rule)
+        if prefix and not cell["raw"].startswith(prefix):  # the page dropped the prefix, its digits are a reading too
+            restored = read_cell(prefix + cell["raw"], rule)
+            agreed = agreed or (restored.problem is None and restored.value == reading.value
+                                and confidence >= min_confidence)
+        # read again under the same mark: still under it; a replacement nothing agrees with is a guess
+        doubt = reading.doubt or cell.get("mark") or (None if agreed else (
+            f"the page read {cell['raw']!r} (invalid); {text!r} is a single second reading, not confirmed"))
         cell.update(raw=text, value=reading.value, problem=None, doubt=doubt, confidence=round(confidence, 1),
                     reread=True, confirmed=agreed and doubt is None)
     elif not cell["raw"]:  # found where the page read nothing: kept, still flagged as doubtful
@@ -579,11 +605,50 @@ def pdf_to_table(pdf: Path, rules: list[ColumnRule] | None = None, headers: list
         mark_doubts(rows, page_words)
         mark_rule_crossings(rows, page_words)
         check_cells(rows, rules)
-        second_reads(rows, rules, page_words, lang, binaries["tesseract"], min_confidence, workers)
+        monospace = is_monospaced([w for p in page_words if p.source == "ocr" for w in p.words])
+        second_reads(rows, rules, page_words, lang, binaries["tesseract"], min_confidence, workers, monospace)
+        structure["monospace_font"] = monospace
     structure["reconciliation"] = reconcile(rows, structure["pages"], rules)
     flag_mismatches(rows, structure["reconciliation"], amount_rule(rules))
     return _result(pdf, rows, rules, structure, min_confidence, max_invalid, dpi, lang, workers,
                    time.perf_counter() - started, strict_pages, reconcile_figures)
+
+
+def page_notes(page: dict[str, Any]) -> list[str]:
+    """What the reader saw on a page, in words: a turned page, ruling, furniture, wrapped lines."""
+    notes = []
+    if page.get("turned_degrees"):
+        notes.append(f"stored turned {page['turned_degrees']}°, read upright")
+    kind = (page.get("rules") or {}).get("kind")
+    if kind and kind != "none":
+        notes.append({"grid": "a ruled grid", "boxed": "ruled boxes", "horizontal": "horizontal rules",
+                      "vertical": "vertical rules"}[kind] + " removed before reading")
+    furniture = page.get("furniture") or []
+    if furniture:
+        kinds = sorted({f["kind"].replace("_", " ") for f in furniture})
+        notes.append(f"{len(furniture)} line(s) kept out of the rows ({', '.join(kinds)})")
+    if page.get("wrapped_lines_joined"):
+        notes.append(f"{page['wrapped_lines_joined']} wrapped line(s) joined to their row")
+    return notes
+
+
+def _invalid_example(flagged: list[dict[str, Any]]) -> str:
+    """The most common reason cells fail, with one example value: what to fix, declare or rescan."""
+    invalid = [c for c in flagged if c["kind"] == "invalid"]
+    if not invalid:
+        return ""
+    by_column: dict[str, list[dict[str, Any]]] = {}
+    for cell in invalid:
+        by_column.setdefault(cell["column"], []).append(cell)
+    column, cells = max(by_column.items(), key=lambda item: len(item[1]))
+    first = cells[0]
+    return (f"; most in column {column} ({len(cells)}), e.g. page {first['page']} row {first['row']}: "
+            f"{first['raw']!r} {first['problem']}")
+
+
+def _page_context(page: dict[str, Any]) -> str:
+    notes = page_notes(page)
+    return f" (the page has {'; '.join(notes)})" if notes else ""
 
 
 def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], structure: dict[str, Any],
@@ -634,9 +699,12 @@ def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], stru
             "If such a page holds no table, leave it out with --pages", report)
     if with_gaps and strict_pages:
         page, gaps = next(iter(with_gaps.items()))
+        seen = next(p for p in structure["pages"] if p["page"] == page)
         raise OcrErrorWithReport(
-            f"{pdf}: on page {page} {gaps[0]}: a row may not have been read at all; no CSV is written rather "
-            "than one that may be short. Check the page (a stamp or a fold over a row?) and rescan it", report)
+            f"{pdf}: on page {page} {gaps[0]}: a row may not have been read at all{_page_context(seen)}; no CSV is "
+            "written rather than one that may be short. Compare that part of the page with the report's "
+            "skipped_lines (a stamp, a fold, a line the reader took for a header or a total?) and rescan it or "
+            "read the other pages with --pages", report)
     if cells == 0:
         raise OcrErrorWithReport(f"{pdf}: the header was found but no table rows below it", report)
     if unreconciled and strict_pages and reconcile_figures:
@@ -647,6 +715,7 @@ def _result(pdf: Path, rows: list[dict[str, Any]], rules: list[ColumnRule], stru
               "--no-reconcile to write it with the rows flagged", report)
     if invalid / cells > max_invalid:
         raise OcrErrorWithReport(
-            f"{pdf}: {invalid} of {cells} cells fail validation (more than max_invalid {max_invalid:.2%}); see the "
-            "report's flagged_cells, fix the scan or raise --max-invalid", report)
+            f"{pdf}: {invalid} of {cells} cells fail validation (more than max_invalid {max_invalid:.2%})"
+            f"{_invalid_example(flagged)}. See the report's flagged_cells; fix the scan or the column's config, or "
+            "raise --max-invalid", report)
     return OcrResult(columns, table, report, row_flags)

@@ -73,6 +73,17 @@ def literal_prefix(rule: ColumnRule) -> str:
     return match.group(1) if match else ""
 
 
+# Digits a monospace font's dotted or slashed zero is read as, and the zero itself.
+MONO_LOOKALIKES = frozenset("0689")
+
+
+def is_identifier(rule: ColumnRule) -> bool:
+    """An id column: a string of a fixed shape with digits in it (C\\d{7}, \\d{10}), where one wrong
+    digit is another customer, not a slightly wrong value."""
+    return rule.type == "string" and not rule.allowed_values and bool(rule.pattern) and (
+        "\\d" in rule.pattern or "[0-9]" in rule.pattern)
+
+
 def rules_from_entity(entity) -> list[ColumnRule]:
     """ColumnRules from a provider config entity (batchops.config.EntitySpec)."""
     return [ColumnRule(header=spec.source, name=name, type=spec.type, pattern=spec.pattern,

@@ -374,3 +374,21 @@ def edge_outliers(cells: list[tuple[float, float, float, str]]) -> dict[int, str
             if abs(r) > 0.6 * char and i not in found:
                 found[i] = f"its {side} edge is {abs(r) / char:.1f} characters off the column's: a character may be missing"
     return found
+
+
+# Width per character over height, across a page's words: in a proportional font 'i' and 'm' differ,
+# so words spread by 13-15% between the first and last tenth; in a monospace font by 3-4%.
+MONOSPACE_SPREAD = 0.08
+MONOSPACE_MIN_WORDS = 20
+
+
+def is_monospaced(words: list[Word]) -> bool:
+    """Whether the words were printed in a monospace font: every sure word of four characters or more
+    has the same width per character (relative to its height), within MONOSPACE_SPREAD."""
+    sure = [w for w in words if len(w.text) >= 4 and w.confidence >= 80 and w.height > 0]
+    if len(sure) < MONOSPACE_MIN_WORDS:
+        return False
+    height = statistics.median(w.height for w in sure)
+    ratios = sorted((w.right - w.left) / len(w.text) / height for w in sure)
+    tenth = len(ratios) // 10
+    return (ratios[-tenth - 1] - ratios[tenth]) / statistics.median(ratios) <= MONOSPACE_SPREAD

@@ -52,20 +52,63 @@ def _runs_of(full, shortest: int) -> list[tuple[int, int, int]]:
     return list(zip(rows[keep].tolist(), starts[keep].tolist(), stops[keep].tolist(), strict=True))
 
 
-def _bands(runs: list[tuple[int, int, int]]) -> list[tuple[int, int, int, int]]:
-    """Runs on neighbouring lines that overlap, merged: (first line, last line, start, stop)."""
-    bands: list[list[int]] = []
+def _bands(runs: list[tuple[int, int, int]]) -> list[list[tuple[int, int, int]]]:
+    """Runs on neighbouring lines that overlap, grouped: one group per rule (a slightly skewed rule steps
+    from line to line along its length)."""
+    bands: list[list] = []  # [first line, last line, start, stop, runs]
     for line, start, stop in sorted(runs):
         for band in bands:
             if band[1] >= line - 1 and start < band[3] and stop > band[2]:
                 band[1], band[2], band[3] = line, min(band[2], start), max(band[3], stop)
+                band[4].append((line, start, stop))
                 break
         else:
-            bands.append([line, line, start, stop])
-    return [tuple(b) for b in bands]
+            bands.append([line, line, start, stop, [(line, start, stop)]])
+    return [band[4] for band in bands]
 
 
-WINDOW_H, WINDOW_V = 16, 8  # pixels a reduced cell stands for, along the rule
+@dataclass(frozen=True)
+class _Line:
+    """A rule in one direction: across = intercept + slope * along (pixels), from start to stop along it."""
+
+    intercept: float
+    slope: float
+    start: int
+    stop: int
+    thickness: float
+
+    def at(self, along: float) -> float:
+        return self.intercept + self.slope * along
+
+
+# Pixels a reduced cell stands for, along the rule; the ink mask is widened across by SKEW_ROWS each side so
+# that a rule skewed by up to half a degree (pages are only levelled beyond that) is still one long run.
+WINDOW_H, WINDOW_V = 16, 8
+SKEW_ROWS = 2
+
+
+def _lines(mask, window: int, shortest_pixels: float, thickest: int) -> list[_Line]:
+    """Rules along the rows of `mask` (a boolean page mask reduced by `window` along the rows)."""
+    import numpy as np
+
+    widened = mask.copy()
+    for shift in range(1, SKEW_ROWS + 1):
+        widened[shift:] |= mask[:-shift]
+        widened[:-shift] |= mask[shift:]
+    found = []
+    for runs in _bands(_runs_of(widened, max(2, int(shortest_pixels / window)))):
+        start, stop = min(r[1] for r in runs), max(r[2] for r in runs)
+        # rows covering each position along it: a ruled line is thin however skewed; a bar or a block is not
+        thickness = sum(r[2] - r[1] for r in runs) / (stop - start) - 2 * SKEW_ROWS
+        if thickness > thickest:
+            continue
+        # every inked cell of the rule is a point on it: the fit spans its whole length
+        along = np.concatenate([np.arange(r[1], r[2]) for r in runs]) * window + window / 2
+        across = np.concatenate([np.full(r[2] - r[1], r[0], dtype=float) for r in runs])
+        slope, intercept = (float(v) for v in np.polyfit(along, across, 1)) if np.ptp(along) > 0 else (
+            0.0, float(across.mean()))
+        found.append(_Line(intercept, slope, start * window, stop * window, max(1.0, thickness)))
+    return found
 
 
 def find_and_remove_rules(gray, dpi: int):
@@ -73,7 +116,8 @@ def find_and_remove_rules(gray, dpi: int):
 
     The ink mask is shrunk along each direction (Pillow's C box reduction): a cell of the shrunk mask that is
     all ink is a stretch of WINDOW pixels of unbroken ink, and a rule is a row (column) of such cells at least
-    RULE_INCHES long. Only the shrunk masks are searched, so a page costs milliseconds, not a second."""
+    RULE_INCHES long. Only the shrunk masks are searched, so a page costs milliseconds, not a second. Each
+    rule is erased along its fitted line (with its antialiased fringe), so a skewed rule takes no text with it."""
     import numpy as np
     from PIL import Image
 
@@ -83,30 +127,27 @@ def find_and_remove_rules(gray, dpi: int):
     found = Rules()
     thickest = max(4, round(MAX_RULE_POINTS * dpi / 72))
     width, height = gray.size
-    # horizontal: each cell of the shrunk mask is WINDOW_H pixels wide and one tall
-    across = np.asarray(ink.reduce((window_h, 1))) >= 250
-    # a band thicker than a ruled line is a bar or a block of dark: left as it is
-    rows = [b for b in _bands(_runs_of(across, max(2, int(RULE_INCHES_H * dpi / window_h))))
-            if b[1] - b[0] + 1 <= thickest]
-    found.horizontal = [((top + bottom) // 2, start * window_h, min(width, stop * window_h))
-                        for top, bottom, start, stop in rows]
-    # vertical: cells one pixel wide and WINDOW_V tall, searched along the columns
-    down = (np.asarray(ink.reduce((1, window_v))) >= 250).T
-    columns = [b for b in _bands(_runs_of(down, max(2, int(RULE_INCHES_V * dpi / window_v))))
-               if b[1] - b[0] + 1 <= thickest]
-    found.vertical = [((left + right) // 2, start * window_v, min(height, stop * window_v))
-                      for left, right, start, stop in columns]
-    if not found.horizontal and not found.vertical:
+    rows = _lines(np.asarray(ink.reduce((window_h, 1))) >= 250, window_h, RULE_INCHES_H * dpi, thickest)
+    columns = _lines((np.asarray(ink.reduce((1, window_v))) >= 250).T, window_v, RULE_INCHES_V * dpi, thickest)
+    found.horizontal = [(round(r.at((r.start + r.stop) / 2)), r.start, min(width, r.stop)) for r in rows]
+    found.vertical = [(round(c.at((c.start + c.stop) / 2)), c.start, min(height, c.stop)) for c in columns]
+    if not rows and not columns:
         return gray, found
     pixels = np.asarray(gray).copy()
     fringe = 3  # the rule's antialiased edges too: a gray fringe left behind reads as a dotted line
     erased = np.zeros(pixels.shape, dtype=bool)
-    for top, bottom, start, stop in rows:  # the rule's whole length: its ends lie in cells not all ink
-        erased[max(0, top - fringe):bottom + fringe + 1,
-               max(0, (start - 1) * window_h):min(width, (stop + 1) * window_h)] = True
-    for left, right, start, stop in columns:
-        erased[max(0, (start - 1) * window_v):min(height, (stop + 1) * window_v),
-               max(0, left - fringe):right + fringe + 1] = True
+    for lines, window, limit, transposed in ((rows, window_h, width, False), (columns, window_v, height, True)):
+        for line in lines:  # the rule's whole length: its ends lie in cells not all ink
+            along = np.arange(max(0, line.start - window), min(limit, line.stop + window))
+            half = int(np.ceil(line.thickness / 2)) + fringe
+            centre = np.rint(line.at(along)).astype(int)
+            for offset in range(-half, half + 1):
+                across = centre + offset
+                inside = (across >= 0) & (across < (width if transposed else height))
+                if transposed:
+                    erased[along[inside], across[inside]] = True
+                else:
+                    erased[across[inside], along[inside]] = True
     # where a rule meets ink beside it (a stroke of a letter crossing it), that letter may lose the stroke
     outside = (pixels < 128) & ~erased
     touching = np.zeros_like(erased)
