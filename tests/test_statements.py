@@ -15,10 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from batchops.numbers import NumberStyle
 from batchops.ocr import ColumnRule, pdf_to_table, read_cell
 from batchops.ocr.layout import Word, is_monospaced
-from batchops.ocr_eval import FAMILIES, STATEMENT_DEFAULTS, STATEMENT_HEADER, cell_accuracy, statement_config, wrong_cells
-from batchops.numbers import NumberStyle
+from batchops.ocr_eval import (
+    FAMILIES,
+    STATEMENT_DEFAULTS,
+    STATEMENT_HEADER,
+    cell_accuracy,
+    statement_config,
+    wrong_cells,
+)
 
 from conftest import REPO
 
