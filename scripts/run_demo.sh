@@ -15,6 +15,7 @@ DAG_ID="${PROVIDER}__propensity_model"
 airflow dags test "$DAG_ID" "$SNAPSHOT_DATE" --conf "{\"snapshot_date\": \"$SNAPSHOT_DATE\"}" >"$AIRFLOW_HOME/last_dags_test.log" 2>&1 || {
   tail -40 "$AIRFLOW_HOME/last_dags_test.log"; echo "DAG run failed; full log: $AIRFLOW_HOME/last_dags_test.log" >&2; exit 1; }
 RUN_DIR=$(ls -td "${BATCHOPS_RUNS_DIR:-runs}/$DAG_ID"/*/ | head -1)
+RUN_DIR=${RUN_DIR%/}  # ls marks folders with a trailing slash
 echo
 sed -n '1,3p' "$RUN_DIR/run_summary.md"
 echo "Artifacts: $RUN_DIR"
@@ -26,7 +27,7 @@ Next:
   - read the run: $RUN_DIR/run_summary.md (and dq_report.md, metrics.json, predictions/)
   - score a later snapshot with the approved model:
       source scripts/airflow_env.sh
-      python scripts/generate_data.py --provider $PROVIDER --snapshot-date $NEXT_DATE --seed 8
+      python scripts/generate_data.py --provider $PROVIDER --snapshot-date $NEXT_DATE --seed 8   # --seed: another random draw
       airflow dags test ${PROVIDER}__propensity_scoring $NEXT_DATE --conf '{"snapshot_date": "$NEXT_DATE"}'
   - open the UI: bash scripts/run_local_stack.sh, then http://localhost:${AIRFLOW_PORT:-8080}
     (user admin, password in airflow_home/simple_auth_manager_passwords.json.generated),

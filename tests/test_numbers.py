@@ -17,7 +17,7 @@ from batchops.numbers import NumberStyle, number_sql, parse_number
 from batchops.stages.ingest import ingest
 from batchops.stages.validate import validate
 
-from conftest import make_drop, run_context
+from conftest import REPO, make_drop, run_context
 
 US = NumberStyle(",", ".", ("$", "USD"), ("minus", "parentheses", "trailing_minus", "cr_dr"), True)
 EU = NumberStyle(".", ",", ("€",), ("minus", "trailing_minus"), True)
@@ -196,3 +196,14 @@ def test_an_undeclared_european_csv_is_refused_not_guessed(project, bad_input):
     assert "number:" in detail, failed  # the setting that would read the file
     bad_input.record("data", "amounts written '12.345,60' in a float column without a number setting",
                      detail, kept="the drop is not loaded (DQ failed)")
+
+
+def test_the_documented_number_examples_are_valid_columns():
+    """docs/configs.md's `number` examples load as they are written."""
+    text = (REPO / "docs" / "configs.md").read_text()
+    section = text[text.index("Numbers as the provider writes them"):]
+    block = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    columns = yaml.safe_load(block)["columns"]
+    assert len(columns) >= 6
+    for name, spec in columns.items():
+        assert ColumnSpec(**spec).number is not None, name

@@ -54,3 +54,33 @@ def test_clearing_the_failed_score_task_completes_the_run_without_duplicates(sta
         assert con.execute("SELECT count(*), count(DISTINCT customer_id) FROM predictions").fetchone() == (700, 700)
         transactions = con.execute("SELECT count(*), count(DISTINCT transaction_id) FROM transactions").fetchone()
     assert transactions == (sum(1 for _ in files["transactions"].open()) - 1,) * 2
+
+
+def test_resume_refuses_a_run_id_that_several_dags_share(stack, capsys):
+    """Scheduled run ids (scheduled__<date>) are the same in every DAG scheduled that day: resume by run id
+    alone lists the DAGs and clears nothing; --dag-id picks one. (Airflow reserves scheduled__ ids for the
+    scheduler, so the test shares a manual id the same way.)"""
+    from airflow_stack import ADMIN_PASSWORD
+    from batchops.client import main
+
+    shared = "nightly__2026-12-03"
+    dags = ["provider_a__propensity_scoring", "provider_b__propensity_scoring"]
+    for dag_id in dags:
+        stack.wait_for_dag(dag_id)
+        stack.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                      {"dag_run_id": shared, "logical_date": None, "conf": {"snapshot_date": "2026-12-03"}})
+    environment = {"BATCHOPS_AIRFLOW_URL": stack.url, "BATCHOPS_AIRFLOW_USER": "admin",
+                   "BATCHOPS_AIRFLOW_PASSWORD": ADMIN_PASSWORD}
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        assert main(["resume", "--run-id", shared], emit=lines.append) == 2 and not lines
+        message = capsys.readouterr().err
+        assert "exists in 2 BatchOps DAGs" in message and all(dag_id in message for dag_id in dags)
+        assert f"--dag-id {dags[0]}" in message
+        # with --dag-id the one named is looked at (the run is queued in a paused DAG: nothing failed to clear)
+        assert main(["resume", "--run-id", shared, "--dag-id", dags[1]], emit=lines.append) == 0
+        assert f"run {shared} of {dags[1]} has no failed tasks to clear" in " ".join(lines)
+    for dag_id in dags:
+        assert stack.run_state(dag_id, shared) == "queued"

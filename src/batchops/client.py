@@ -101,6 +101,18 @@ class AirflowClient:
         texts = [entry.get("event", "") if isinstance(entry, dict) else str(entry) for entry in content]
         return [line for text in texts for line in str(text).splitlines()][-lines:]
 
+    def dags_with_run(self, run_id: str) -> list[str]:
+        """Every DAG that has a run of exactly this id (one query over all DAGs: '~')."""
+        found, offset = [], 0
+        while True:
+            page = self._call("GET", f"/api/v2/dags/~/dagRuns?run_id_pattern={urllib.parse.quote(run_id, safe='')}"
+                                     f"&limit=100&offset={offset}")
+            runs = page.get("dag_runs", [])
+            found += [r["dag_id"] for r in runs if r.get("dag_run_id") == run_id]
+            offset += len(runs)
+            if not runs or offset >= page.get("total_entries", 0):
+                return found
+
     def clear_failed(self, dag_id: str, run_id: str) -> list[str]:
         answer = self._call("POST", f"/api/v2/dags/{_quote(dag_id)}/clearTaskInstances",
                             {"dag_run_id": run_id, "only_failed": True, "dry_run": False, "reset_dag_runs": True})
@@ -169,13 +181,16 @@ def command_resume(client: AirflowClient, args, emit) -> int:
 
 
 def _find_dag_of_run(client: AirflowClient, run_id: str) -> str:
-    for dag_id in client.batchops_dag_ids():
-        try:
-            client.run(dag_id, run_id)
-            return dag_id
-        except ClientError as exc:
-            if "HTTP 404" not in str(exc):
-                raise
+    """The one BatchOps DAG with a run of this id. Scheduled run ids (scheduled__<date>) are the same in every
+    DAG scheduled that day, so a shared id is refused with the DAGs listed: resuming a guess would clear
+    another provider's run."""
+    owners = sorted(set(client.dags_with_run(run_id)) & set(client.batchops_dag_ids()))
+    if len(owners) == 1:
+        return owners[0]
+    if owners:
+        shown = ", ".join(owners[:20]) + (f" and {len(owners) - 20} more" if len(owners) > 20 else "")
+        raise ClientError(f"run id {run_id!r} exists in {len(owners)} BatchOps DAGs ({shown}); say which one with "
+                          f"--dag-id, e.g. python agent.py resume --run-id '{run_id}' --dag-id {owners[0]}")
     raise ClientError(f"no BatchOps DAG has a run {run_id!r}; check the id (airflow dags list-runs DAG_ID) "
                       "or pass --dag-id")
 
