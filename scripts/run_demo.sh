@@ -29,7 +29,7 @@ Next:
       source scripts/airflow_env.sh
       python scripts/generate_data.py --provider $PROVIDER --snapshot-date $NEXT_DATE --seed 8   # --seed: another random draw
       airflow dags test ${PROVIDER}__propensity_scoring $NEXT_DATE --conf '{"snapshot_date": "$NEXT_DATE"}'
-  - open the UI: bash scripts/run_local_stack.sh, then http://localhost:${AIRFLOW_PORT:-8080}
+  - open the UI: bash scripts/run_local_stack.sh start, then http://localhost:${AIRFLOW_PORT:-8080}
     (user admin, password in airflow_home/simple_auth_manager_passwords.json.generated),
     trigger a DAG with a Snapshot date and open the run's BatchOps tab
   - onboard your own provider: docs/configs.md

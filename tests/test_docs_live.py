@@ -1,5 +1,5 @@
 """docs/operate.md's live blocks, run as written and in order, in a fresh copy of the repository against the
-Airflow that scripts/run_local_stack.sh starts (airflow standalone: SQLite, LocalExecutor), with
+Airflow that scripts/run_local_stack.sh runs (airflow standalone: SQLite, LocalExecutor), with
 AIRFLOW_PORT set as a user would. Between blocks the test waits for the runs a block started."""
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from test_readme_commands import readme_block
 from conftest import REPO
 
 pytestmark = pytest.mark.e2e
-# run_local_stack.sh without its first line (scripts/setup_env.sh would re-point the shared .venv at the copy)
-START = ('source scripts/airflow_env.sh && export AIRFLOW__API__PORT=$AIRFLOW_PORT '
-         'AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$AIRFLOW_PORT/execution/ && exec airflow standalone')
+# run_local_stack.sh without setup_env.sh (it would re-point the shared .venv at the copy)
+START = "source scripts/airflow_env.sh && exec python -m batchops.localstack run"
 
 
 class Live:
