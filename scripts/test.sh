@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite (lint, unit, DAG integrity, end-to-end `airflow dags test`).
+# Set up and run the whole test suite (lint, unit, DAG integrity, end-to-end `airflow dags test`, OCR, browser).
 #   bash scripts/test.sh [pytest args]
+# It installs what it needs: the OS packages (scripts/setup_os.sh, with apt-get), the .venv and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup_os.sh
 bash scripts/setup_env.sh
 bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
