@@ -330,8 +330,23 @@ def assign_rows(lines: list[list[Word]], layout: Layout, headers: list[str],
         table.row_boxes.append(box)
         table.centers.append(middle)
     table.skipped_lines += [t for _, _, t in pending]
-    table.gaps = row_gaps(sorted(table.centers + accounted))
+    # A line whose words are much taller than a row's (a stamp's lettering over several rows) is no evidence
+    # of one row: its middle would fill the place of a row Tesseract never saw under it, so it is left out of
+    # the spacing check (its cells are checked like any row's and flagged when they do not read).
+    word_heights = [statistics.median(w.height for cell in row for w in cell) if any(row) else 0.0
+                    for row in table.rows]
+    usual = statistics.median(word_heights) if word_heights else 0.0
+    evidence = [center for center, height in zip(table.centers, word_heights, strict=True)
+                if not usual or height <= TALL_LINE * usual]
+    for index, height in enumerate(word_heights):
+        if usual and height > TALL_LINE * usual:
+            table.unreadable.setdefault(index, f"lettering {height / usual:.1f} times a row's height lies over the "
+                                               "table here (a stamp?): its text is not a row's")
+    table.gaps = row_gaps(sorted(evidence + accounted))
     return table
+
+
+TALL_LINE = 1.6  # words this many times a row's usual height are a mark over rows, not a row
 
 
 def row_gaps(centers: list[float]) -> list[str]:

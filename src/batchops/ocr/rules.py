@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 RULE_INCHES_H = 0.8
 RULE_INCHES_V = 0.25
 MAX_RULE_POINTS = 2.5  # a ruled line is thin; a thicker straight band is a bar or a stroke, left alone
-INK_LEVEL = 96  # darker than this is ink for the rule search: rules are drawn black; a stamp's mid-gray is not a rule
+INK_LEVEL = 160  # darker than this is ink for the rule search: a thin rule of a low-resolution scan comes out gray (115-155)
 
 
 @dataclass
