@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from batchops.ui.pages import model_card, render_not_batchops, render_overview, render_run_page
+from batchops.ui.pages import (
+    model_card,
+    render_calendar,
+    render_not_batchops,
+    render_overview,
+    render_run_page,
+)
 
 PAYLOADS = [
     'x"><script>alert(document.domain)</script>',
@@ -23,7 +29,12 @@ PAYLOADS = [
 # What our templates emit; anything else came from the input.
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "code", "div", "b", "table", "tr",
             "th", "td", "span", "img", "a", "pre", "ul", "li", "details", "summary", "strong", "em", "thead", "br",
-            "tbody"}
+            "tbody", "form", "label", "input", "select", "option", "button", "i", "svg", "line", "text", "polyline",
+            "circle", "rect"}
+OUR_ATTRIBUTES = {"class", "href", "src", "alt", "charset", "lang", "title", "method", "name", "value", "size",
+                  "placeholder", "type", "min", "max", "style", "selected", "colspan", "width", "height", "viewbox",
+                  "role", "x", "y", "x1", "x2", "y1", "y2", "cx", "cy", "r", "fill", "stroke", "stroke-width", "points",
+                  "font-size", "text-anchor"}
 
 
 class Markup(HTMLParser):
@@ -41,14 +52,18 @@ def assert_inert(page: str, payload: str) -> None:
     for tag, attributes in parser.tags:
         assert tag in OUR_TAGS, f"input became a <{tag}> tag"
         assert not any(name.startswith("on") for name in attributes), f"input added an event handler to <{tag}>"
-        assert set(attributes) <= {"class", "href", "src", "alt", "charset", "lang"}, (tag, attributes)
+        assert set(attributes) <= OUR_ATTRIBUTES, (tag, attributes)
         for name in ("href", "src"):
             if attributes.get(name) is not None:
-                assert attributes[name].startswith("/batchops/"), attributes[name]
+                assert attributes[name].startswith(("/batchops/", "?")), attributes[name]
+        if "style" in attributes:
+            assert attributes["style"] == "width:4em", attributes["style"]
         if "class" in attributes:
-            assert set(attributes["class"].split()) <= {"banner", "complete", "blocked", "failed", "unknown", "nodrop",
-                                                        "pass", "fail", "refused", "warn", "passing", "log",
-                                                        "summary", "providers", "id", "predictions"}, attributes["class"]
+            assert set(attributes["class"].split()) <= {
+                "banner", "complete", "blocked", "failed", "unknown", "nodrop", "pass", "fail", "refused", "warn",
+                "passing", "log", "summary", "providers", "id", "predictions", "filters", "count", "legend", "mark",
+                "none", "running", "scroller", "calendar", "provider", "queue", "day", "weekend", "cell", "paging",
+                "timing", "chart"}, attributes["class"]
     assert "<script" not in page.lower() and "49" not in page.replace("2026", "")  # no template evaluation
 
 
@@ -130,3 +145,37 @@ def test_scores_are_rounded_on_the_page_and_kept_whole_in_the_file(tmp_path):
         "customer_id,score,snapshot_date,model_id\nC0000001,0.05243085915409567,2026-02-01,m\n")
     page = render_run_page("provider_a__propensity_model", "manual__x", folder)
     assert "<td>0.0524</td>" in page and "0.05243085915409567" not in page
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_calendar_with_hostile_strings_in_every_field(payload):
+    from datetime import date
+
+    from batchops.ui import calendar
+    from batchops.ui.pages import run_url
+
+    query, notes = calendar.parse_query({"provider": payload, "outcome": payload, "queue": payload, "end": payload,
+                                         "days": payload, "page": payload}, today=date(2026, 2, 5))
+    row = calendar.ProviderRow(payload, payload, [payload])
+    row.days[date(2026, 2, 5)] = [(payload, {"run_id": payload, "outcome": payload, "reason": payload})]
+    page = {"query": query, "notes": notes, "total": 1, "pages": 1, "page": 1, "dates": query.dates,
+            "queues": [payload], "outcomes": calendar.OUTCOME_FILTERS,
+            "rows": [{"provider_id": payload, "queue": payload, "pipelines": [payload],
+                      "cells": calendar.cells(row, query, {}, run_url)}],
+            "page_urls": {"first": "?page=1", "previous": "?page=1", "next": "?page=1", "last": "?page=1"},
+            "config_errors": [payload]}
+    assert_inert(render_calendar(page, 0.01), payload)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_model_history_with_hostile_strings_in_every_field(payload):
+    training = [{"date": payload, "pipeline": payload, "run_id": payload, "url": "/batchops/runs/x/y",
+                 "outcome": payload, "model_id": payload, "roc_auc": 0.8, "out_of_time_roc_auc": payload,
+                 "positive_rate": payload, "n": payload, "decision": payload, "reason": payload,
+                 "champion_before": payload}]
+    scoring = [{"date": payload, "pipeline": payload, "run_id": payload, "url": "/batchops/runs/x/y",
+                "outcome": payload, "model_id": payload, "drift": payload, "max_psi": payload, "rows": payload,
+                "mean_score": 0.3, "p10": payload, "p50": payload, "p90": payload}]
+    page = render_overview([], [payload], [], {"training": training * 2, "scoring": scoring * 2}, payload)
+    assert_inert(page, payload)
+    assert page.count("<svg") == 2

@@ -3,6 +3,7 @@ a finished run's artifacts and a blocked run's reason."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import stat
@@ -132,14 +133,36 @@ def test_unknown_run_is_404_and_other_dags_get_a_short_message(client):
     assert other.status_code == 200 and "not a BatchOps DAG" in other.text
 
 
-def test_overview_lists_every_provider_with_its_approved_model(client):
-    page = client.get("/batchops/", headers=token(client)).text
-    for dag_id in ("provider_a__propensity_model", "provider_b__propensity_scoring", "provider_c__propensity_model"):
+def test_the_calendar_shows_each_provider_day_linking_to_its_run(client):
+    page = client.get("/batchops/?end=2026-02-05&days=7", headers=token(client))
+    assert page.status_code == 200 and "app;dur=" in page.headers["server-timing"]
+    text = page.text
+    for provider in ("provider_a", "provider_b", "provider_c"):
+        assert f'href="/batchops/providers/{provider}">{provider}</a>' in text
+    assert 'class="mark complete" href="/batchops/runs/provider_a__propensity_model/manual__ok"' in text
+    assert 'class="mark blocked" href="/batchops/runs/provider_a__propensity_model/manual__blocked"' in text
+    assert "provider_a · propensity_model · 2026-02-02: BLOCKED: data quality failed" in text
+    assert "snapshot dates 2026-01-30 to 2026-02-05" in text
+    filtered = client.get("/batchops/?end=2026-02-05&days=7&outcome=blocked", headers=token(client)).text
+    assert "1 provider match" in filtered and ">provider_b<" not in filtered
+    by_name = client.get("/batchops/?provider=_c", headers=token(client)).text
+    assert ">provider_c</a>" in by_name and ">provider_a</a>" not in by_name
+    odd = client.get("/batchops/?days=500&end=someday&outcome=maybe", headers=token(client))
+    notes = html.unescape(odd.text)
+    assert odd.status_code == 200 and "days='500' is not a whole number from 1 to 92" in notes
+    assert "end='someday' is not a date" in notes and "outcome='maybe' is not one of" in notes
+
+
+def test_a_provider_page_lists_its_dags_runs_by_snapshot_and_approved_model(client):
+    page = client.get("/batchops/providers/provider_a", headers=token(client)).text
+    for dag_id in ("provider_a__propensity_model", "provider_a__propensity_scoring"):
         assert dag_id in page
-    assert "manual__blocked" in page and "manual__ok" in page  # the latest run and the earlier one
+    assert 'title="run manual__blocked">2026-02-02</a>' in page  # the latest run, by its snapshot date
+    assert 'title="run manual__ok">2026-02-01</a>' in page  # the earlier one
     assert "provider_a__propensity_model__20260201__" in page and "trained on 2026-02-01" in page
-    assert "none approved yet" in page  # provider_b has no model
-    assert "next scheduled run" in page
+    assert "next scheduled run" in page and "Model history" in page and "<svg" in page
+    assert "none approved yet" in client.get("/batchops/providers/provider_b", headers=token(client)).text
+    assert client.get("/batchops/providers/nobody", headers=token(client)).status_code == 404
 
 
 def test_a_broken_config_is_listed_on_the_page(client):
@@ -250,7 +273,7 @@ def test_overview_survives_hostile_run_folders(client, hostile_run, tmp_path):
     linked = hostile_run.parent / "manual__linked"
     linked.symlink_to(elsewhere, target_is_directory=True)
     try:
-        page = client.get("/batchops/", headers=token(client))
+        page = client.get("/batchops/providers/provider_a", headers=token(client))
         run_tab = client.get(f"/batchops/runs/{DAG_ID}/manual__linked", headers=token(client))
     finally:
         linked.unlink()
@@ -298,11 +321,13 @@ def test_a_damaged_warehouse_breaks_only_its_own_cells(client, bad_input):
         for case, payload in (("truncated", (warehouse_path(settings, "provider_a").read_bytes()[:20000])),
                               ("random bytes", os.urandom(300_000))):
             damaged.write_bytes(payload)
-            page = client.get("/batchops/", headers=token(client))
+            assert client.get("/batchops/", headers=token(client)).status_code == 200  # the calendar reads no warehouse
+            page = client.get("/batchops/providers/provider_b", headers=token(client))
             assert page.status_code == 200, page.text
             row = page.text.split("provider_b__propensity_model</td>")[1].split("</tr>")[0]
             assert "warehouse file damaged" in row and "python -m batchops rebuild --provider provider_b" in row
-            assert "provider_a__propensity_model__20260201__" in page.text  # provider_a unaffected
+            other = client.get("/batchops/providers/provider_a", headers=token(client)).text
+            assert "provider_a__propensity_model__20260201__" in other  # provider_a unaffected
             outcomes[case] = row.split("warehouse file damaged: ")[1].split("</td>")[0]
     finally:
         if original is None:
@@ -336,10 +361,11 @@ def test_a_linked_dag_or_run_folder_serves_nothing_under_its_name(client):
             "/batchops/runs/provider_b__propensity_model/manual__ok",
             "/batchops/files/provider_b__propensity_model/manual__ok/metrics.json",
             f"/batchops/runs/{DAG_ID}/manual__alias", f"/batchops/files/{DAG_ID}/manual__alias/metrics.json")]
-        overview = client.get("/batchops/", headers=token(client)).text
+        overview = client.get("/batchops/providers/provider_b", headers=token(client)).text
+        calendar = client.get("/batchops/?end=2026-02-05&provider=provider_b", headers=token(client)).text
     finally:
         linked_dag.unlink()
         linked_run.unlink()
     assert [answer.status_code for answer in answers] == [404, 404, 404, 404]
     row = overview.split("provider_b__propensity_model", 1)[1].split("</tr>", 1)[0]
-    assert "manual__ok" not in row
+    assert "manual__ok" not in row and "manual__ok" not in calendar

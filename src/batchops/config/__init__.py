@@ -15,6 +15,7 @@ from batchops.config.loading import (
     ConfigIssue,
     ConfigSet,
     FeatureSet,
+    cached_config_set,
     deep_merge,
     effective_config,
     feature_set,
@@ -28,6 +29,6 @@ from batchops.config.provider import ColumnSpec, EntitySpec, ProviderConfig, key
 __all__ = [
     "DEFAULTS_FILE_NAME", "IDENTIFIER_PATTERN", "INTERNAL_TABLES", "ColumnSpec", "ConfigIssue", "ConfigSet",
     "EntitySpec", "FeatureSet", "Guardrails", "ModelSettings", "PipelineOverride", "PipelineSpec", "ProviderConfig",
-    "deep_merge", "effective_config", "feature_set", "key_columns", "load_config_set", "load_provider_file",
+    "cached_config_set", "deep_merge", "effective_config", "feature_set", "key_columns", "load_config_set", "load_provider_file",
     "normalization", "pipeline_sql_files", "slug",
 ]

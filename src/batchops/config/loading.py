@@ -426,3 +426,37 @@ def config_files(folder: Path) -> list[Path]:
 def effective_config(provider: ProviderConfig, pipeline: PipelineSpec) -> dict[str, Any]:
     """The merged provider config and pipeline spec of one DAG, as plain JSON-able data."""
     return {"provider": provider.model_dump(mode="json"), "pipeline": pipeline.model_dump(mode="json")}
+
+
+_CACHE: dict[tuple[str, str, str], tuple[tuple, ConfigSet]] = {}
+
+
+def _folder_signature(folder: Path) -> tuple:
+    """Every entry of a config folder with its size and change time: any edit, addition or removal changes it."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return ()
+    signature = []
+    for entry in entries:
+        try:
+            info = entry.stat()
+        except OSError:
+            signature.append((entry.name, None))
+            continue
+        signature.append((entry.name, info.st_size, info.st_mtime_ns, info.st_ino))
+    return tuple(signature)
+
+
+def cached_config_set(config_dir: Path, pipelines_dir: Path, sql_dir: Path) -> ConfigSet:
+    """load_config_set, kept in this process while no file of the three folders changed (the pages of a
+    long-lived api-server read a thousand provider files once, not on every request). The result is the same
+    object load_config_set returned: callers must not change it."""
+    key = (str(config_dir), str(pipelines_dir), str(sql_dir))
+    signature = (_folder_signature(config_dir), _folder_signature(pipelines_dir), _folder_signature(sql_dir))
+    cached = _CACHE.get(key)
+    if cached and cached[0] == signature:
+        return cached[1]
+    config_set = load_config_set(config_dir, pipelines_dir, sql_dir)
+    _CACHE[key] = (signature, config_set)
+    return config_set

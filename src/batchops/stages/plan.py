@@ -10,6 +10,7 @@ from batchops.artifacts import sha256_of_file, write_json_atomic
 from batchops.config import ProviderConfig, effective_config
 from batchops.errors import RunParameterError
 from batchops.runcontext import RunContext
+from batchops.runindex import record_run
 
 SNAPSHOT_RULE = (
     "conf.snapshot_date if given (YYYY-MM-DD); else a scheduled run uses its data_interval_end date; "
@@ -77,6 +78,7 @@ def write_plan(ctx: RunContext, snapshot_source: str, config_files: dict[str, Pa
         "effective_config": effective_config(ctx.provider, ctx.pipeline),
     }
     write_json_atomic(ctx.run_dir / "plan.json", plan)
+    record_run(ctx.settings.runs_dir, ctx.dag_id, ctx.run_id, ctx.snapshot_date, "RUNNING")  # the calendar's cell
     ctx.logger("plan").event("planned", snapshot_date=plan["snapshot_date"], source=snapshot_source,
                              stages=list(ctx.pipeline.stages))
     return plan

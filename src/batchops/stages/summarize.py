@@ -8,6 +8,7 @@ from typing import Any
 
 from batchops.artifacts import read_json, write_text_atomic
 from batchops.runcontext import RunContext
+from batchops.runindex import outcome_of_summary, record_run, run_facts
 from batchops.runlog import read_events
 
 FAILED_STATE = "failed"
@@ -157,6 +158,8 @@ def summarize(ctx: RunContext, task_states: dict[str, str | None]) -> dict[str, 
     """Write run_summary.md; on a complete run, drop the staging Parquet (the warehouse has the data)."""
     text, outcome = render_summary(ctx, task_states)
     write_text_atomic(ctx.run_dir / "run_summary.md", text)
+    record_run(ctx.settings.runs_dir, ctx.dag_id, ctx.run_id, ctx.snapshot_date, outcome, outcome_of_summary(text)[1],
+               facts=run_facts(ctx.run_dir))
     if outcome == "COMPLETE":
         shutil.rmtree(ctx.staging_dir, ignore_errors=True)
     ctx.logger("summarize").event("run_summarized", outcome=outcome)

@@ -268,19 +268,99 @@ def _is_servable(folder: Path, name: str) -> bool:
         return False
 
 
-def render_overview(rows: list[dict[str, Any]], config_errors: list[str],
-                    cards: list[dict[str, Any]] | None = None) -> str:
+def render_overview(rows: list[dict[str, Any]], config_errors: list[str], cards: list[dict[str, Any]] | None = None,
+                    history: dict[str, Any] | None = None, provider_id: str = "") -> str:
+    """A provider's page: its DAGs (latest and earlier runs by snapshot date), model history and model cards."""
     shown = []
     for row in rows:
+        earlier_ids = row.get("earlier_runs", [])
+        outcomes = row.get("earlier_outcomes", []) or ["unknown"] * len(earlier_ids)
+        snapshots = row.get("earlier_snapshots", []) or ["?"] * len(earlier_ids)
         shown.append({**row, "last_url": run_url(row["dag_id"], row["run_id"]) if row.get("run_id") else None,
                       "earlier": [(run_id, run_url(row["dag_id"], run_id), OUTCOME_CLASSES.get(outcome, "unknown"),
-                                   outcome)
-                                  for run_id, outcome in zip(row.get("earlier_runs", []),
-                                                             row.get("earlier_outcomes", [])
-                                                             or ["unknown"] * len(row.get("earlier_runs", [])),
-                                                             strict=False)],
+                                   outcome, snapshot)
+                                  for run_id, outcome, snapshot in zip(earlier_ids, outcomes, snapshots, strict=False)],
                       "outcome_class": OUTCOME_CLASSES.get(row.get("outcome", ""), "unknown")})
-    return render("overview.html", rows=shown, config_errors=config_errors, cards=cards or [])
+    return render("provider.html", rows=shown, config_errors=config_errors, cards=cards or [],
+                  history=history_view(history or {"training": [], "scoring": []}), provider_id=provider_id,
+                  home_url=f"{URL_PREFIX}/")
+
+
+def render_calendar(page: dict[str, Any], elapsed_seconds: float) -> str:
+    return render("calendar.html", **page, elapsed_ms=elapsed_seconds * 1000, provider_url=provider_url)
+
+
+def provider_url(provider_id: str) -> str:
+    return f"{URL_PREFIX}/providers/{quote(provider_id, safe='')}"
+
+
+def _figure(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def history_view(history: dict[str, Any]) -> dict[str, Any]:
+    """The model history's rows with their figures as text, and its two charts (inline SVG: the pages load
+    nothing, and the SVG is built from numbers and escaped text only)."""
+    training = [{**t, "roc_auc_text": _figure(t.get("roc_auc")), "oot_text": _figure(t.get("out_of_time_roc_auc")),
+                 "positive_rate_text": _figure(t.get("positive_rate"))} for t in history.get("training", [])]
+    scoring = [{**s, "max_psi_text": _figure(s.get("max_psi")), "mean_text": _figure(s.get("mean_score")),
+                "p10_text": _figure(s.get("p10")), "p50_text": _figure(s.get("p50")), "p90_text": _figure(s.get("p90"))}
+               for s in history.get("scoring", [])]
+    decision_colours = {"approved": "#38a169", "rejected": "#e53e3e"}
+    training_chart = line_chart(
+        [t["date"] for t in training],
+        [("holdout AUC", "#2b6cb0", [t.get("roc_auc") for t in training]),
+         ("out-of-time AUC", "#805ad5", [t.get("out_of_time_roc_auc") for t in training])],
+        (0.5, 1.0), points=[decision_colours.get(str(t.get("decision")), "#a0aec0") for t in training])
+    scoring_chart = line_chart(
+        [s["date"] for s in scoring],
+        [("p90 score", "#a0aec0", [s.get("p90") for s in scoring]), ("mean score", "#2b6cb0",
+                                                                     [s.get("mean_score") for s in scoring]),
+         ("p10 score", "#a0aec0", [s.get("p10") for s in scoring]),
+         ("max PSI", "#dd6b20", [s.get("max_psi") for s in scoring])], (0.0, 1.0))
+    return {"training": training, "scoring": scoring, "training_chart": training_chart if training else "",
+            "scoring_chart": scoring_chart if scoring else ""}
+
+
+def line_chart(labels: list[str], series: list[tuple[str, str, list[Any]]], y_range: tuple[float, float],
+               points: list[str] | None = None, width: int = 760, height: int = 200) -> str:
+    """An SVG line chart: one polyline per series over the labels (dates), y clipped to y_range, the first
+    series' points coloured by `points` (e.g. the registry decision), a legend, and the first and last label."""
+    from markupsafe import escape
+
+    left, right, top, bottom = 40, 10, 10, 40
+    low, high = y_range
+    count = len(labels)
+
+    def x(i: int) -> float:
+        return left + (width - left - right) * (i / (count - 1) if count > 1 else 0.5)
+
+    def y(value: float) -> float:
+        clipped = min(max(float(value), low), high)
+        return top + (height - top - bottom) * (1 - (clipped - low) / (high - low))
+
+    parts = [f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">']
+    for tick in (low, (low + high) / 2, high):
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e2e8f0"/>'
+                     f'<text x="4" y="{y(tick) + 4:.1f}" font-size="10">{tick:.2f}</text>')
+    for _name, colour, values in series:
+        coordinates = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values) if isinstance(v, int | float))
+        if coordinates:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coordinates}"/>')
+    if points and series:
+        for i, (value, colour) in enumerate(zip(series[0][2], points, strict=False)):
+            if isinstance(value, int | float):
+                parts.append(f'<circle cx="{x(i):.1f}" cy="{y(value):.1f}" r="3" fill="{colour}"/>')
+    if labels:
+        parts.append(f'<text x="{left}" y="{height - 22}" font-size="10">{escape(labels[0])}</text>'
+                     f'<text x="{width - right}" y="{height - 22}" font-size="10" text-anchor="end">{escape(labels[-1])}</text>')
+    offset = left
+    for name, colour, _ in series:
+        parts.append(f'<rect x="{offset}" y="{height - 12}" width="10" height="4" fill="{colour}"/>'
+                     f'<text x="{offset + 14}" y="{height - 8}" font-size="10">{escape(name)}</text>')
+        offset += 14 + 7 * len(name) + 12
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def render_not_batchops(dag_id: str) -> str:

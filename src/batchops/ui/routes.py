@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import mimetypes
 import os
+import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlencode
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from batchops.artifacts import run_dir_for, safe_run_id
@@ -24,6 +27,7 @@ from batchops.ui.pages import (
     file_url,
     number,
     outcome_of,
+    render_calendar,
     render_not_batchops,
     render_overview,
     render_run_page,
@@ -105,7 +109,8 @@ def run_folders(dag_folder: Path) -> list[Path]:
         entries = list(os.scandir(dag_folder))
     except FileNotFoundError:
         return []
-    folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+    # dot folders are BatchOps' own (the run index, folders being removed), never runs
+    folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
     ordered = sorted(folders, key=lambda entry: entry.stat(follow_symlinks=False).st_mtime)
     return [safe_files.rooted(dag_folder.parent, dag_folder.name, entry.name) for entry in ordered]
 
@@ -132,6 +137,7 @@ def latest_run_cells(dag_folder: Path) -> dict[str, Any]:
     latest, plan = runs[-1]
     cells: dict[str, Any] = {"run_id": str(plan["run_id"]), "snapshot_date": plan.get("snapshot_date", "-"),
                              "earlier_runs": [str(p["run_id"]) for _, p in runs[-EARLIER_RUNS - 1:-1][::-1]],
+                             "earlier_snapshots": [str(p.get("snapshot_date", "?")) for _, p in runs[-EARLIER_RUNS - 1:-1][::-1]],
                              "earlier_outcomes": [_outcome_or_unknown(f) for f, _ in runs[-EARLIER_RUNS - 1:-1][::-1]]}
     try:
         outcome = outcome_of(safe_files.read_text(latest, "run_summary.md"))[0]
@@ -146,14 +152,14 @@ def latest_run_cells(dag_folder: Path) -> dict[str, Any]:
     return cells
 
 
-def overview_rows(settings: Settings) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per provider x pipeline from the configs, the run folders, the registry and the scheduler.
-    Each row is built on its own: a provider whose warehouse or artifacts are damaged shows why in its
-    cells, and the other rows are unaffected."""
-    from batchops.config import load_config_set
+def overview_rows(settings: Settings, provider_id: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """One row per provider x pipeline (of one provider, when given) from the configs, the run folders, the
+    registry and the scheduler. Each row is built on its own: a provider whose warehouse or artifacts are
+    damaged shows why in its cells, and the other rows are unaffected."""
+    from batchops.config import cached_config_set
 
-    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-    pairs = config_set.dag_pairs()
+    config_set = cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    pairs = [(p, q) for p, q in config_set.dag_pairs() if provider_id is None or p.provider_id == provider_id]
     scheduled = next_runs([f"{p.provider_id}__{q.pipeline_id}" for p, q in pairs])
     rows = []
     for provider, pipeline in pairs:
@@ -208,14 +214,14 @@ def _servable(folder: Path, name: str) -> bool:
         return False
 
 
-def model_cards(settings: Settings) -> list[dict[str, Any]]:
+def model_cards(settings: Settings, provider_id: str | None = None) -> list[dict[str, Any]]:
     """A card per provider x model pipeline: the latest trained model's card, the latest scoring run's drift
     verdict among the provider's DAGs, and the champion history. Each card is built on its own."""
-    from batchops.config import load_config_set
+    from batchops.config import cached_config_set
     from batchops.ui.pages import drift_card, model_card
 
-    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
-    pairs = config_set.dag_pairs()
+    config_set = cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    pairs = [(p, q) for p, q in config_set.dag_pairs() if provider_id is None or p.provider_id == provider_id]
     cards = []
     for provider, pipeline in pairs:
         if "train" not in pipeline.stages:
@@ -242,17 +248,156 @@ def model_cards(settings: Settings) -> list[dict[str, Any]]:
     return cards
 
 
+def model_history(settings: Settings, provider_id: str) -> dict[str, Any]:
+    """Every indexed training run (figures, decision) and scoring run (drift, score distribution) of the
+    provider, oldest first, from the run index (it outlives the run folders)."""
+    from batchops import runindex
+    from batchops.config import cached_config_set
+    from batchops.ui.pages import run_url
+
+    config_set = cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    provider = config_set.providers.get(provider_id)
+    training, scoring = [], []
+    for pipeline in sorted(provider.pipelines if provider else []):
+        dag_id = f"{provider_id}__{pipeline}"
+        runindex.ensure_index(settings.runs_dir, dag_id)
+        for day, entry in sorted(runindex.all_entries(settings.runs_dir, dag_id).items()):
+            facts = entry.get("facts") or {}
+            link = {"date": day.isoformat(), "pipeline": pipeline, "run_id": entry.get("run_id"),
+                    "url": run_url(dag_id, str(entry.get("run_id"))), "outcome": entry.get("outcome")}
+            if facts.get("training"):
+                training.append({**link, **facts["training"]})
+            if facts.get("scoring"):
+                scoring.append({**link, **facts["scoring"]})
+    return {"training": training, "scoring": scoring}
+
+
+def airflow_run_states(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """Airflow's current state of these (dag_id, run_id) runs, from the metadata DB (api-server process only):
+    a cleared run is running again although its old summary says FAILED."""
+    if not pairs:
+        return {}
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select, tuple_
+
+        with create_session() as session:
+            found = session.execute(select(DagRun.dag_id, DagRun.run_id, DagRun.state)
+                                    .where(tuple_(DagRun.dag_id, DagRun.run_id).in_(pairs))).all()
+    except Exception:  # noqa: BLE001 - the page stays useful without the metadata DB
+        return {}
+    return {(dag_id, run_id): str(getattr(state, "value", state)) for dag_id, run_id, state in found}
+
+
+_INDEX_CACHE: dict[Path, tuple[tuple[int, int, int], dict[str, Any] | None]] = {}
+
+
+def index_reader(settings: Settings):
+    """read_window's reader through safe_files (no links below runs/), indexing old DAG folders once. A month file
+    read before is reused while its inode, size and change time are the same (a page over a thousand providers
+    then stats its files instead of reading them; a file replaced by anything else is read, and refused, anew)."""
+    from batchops import runindex
+
+    def read(parts: tuple[str, str], name: str) -> dict[str, Any] | None:
+        path = settings.runs_dir.joinpath(*parts, name)
+        try:
+            info = os.stat(path, follow_symlinks=False)
+        except OSError:
+            if not (settings.runs_dir / parts[0] / runindex.INDEX_FOLDER).exists():
+                try:
+                    runindex.ensure_index(settings.runs_dir, parts[0])
+                except OSError:
+                    return None
+            info = None
+        signature = (info.st_ino, info.st_size, info.st_mtime_ns) if info else None
+        cached = _INDEX_CACHE.get(path)
+        if signature and cached and cached[0] == signature:
+            return cached[1]
+        try:
+            value = safe_files.read_json(safe_files.rooted(settings.runs_dir, *parts), name)
+        except (UnsafeArtifactError, FileNotFoundError, NotADirectoryError):
+            return None
+        value = value if isinstance(value, dict) else None
+        if signature:
+            _INDEX_CACHE[path] = (signature, value)
+        return value
+
+    return lambda dag_id, start, end: runindex.read_window(settings.runs_dir, dag_id, start, end, read)
+
+
+def calendar_page(settings: Settings, params: dict[str, str], today: date | None = None) -> dict[str, Any]:
+    """Everything the calendar section shows for these URL parameters: the page's providers and their cells,
+    paging, filters and notes."""
+    from batchops.config import cached_config_set
+    from batchops.ui import calendar
+
+    query, notes = calendar.parse_query(params, today)
+    config_set = cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    providers = [(p.provider_id, p.queue, sorted(p.pipelines)) for p in config_set.providers.values()]
+    rows = calendar.select_providers(providers, query)
+    reader = index_reader(settings)
+    if query.outcome:  # the whole selection's windows are needed to know which providers had such a day
+        calendar.fill(rows, query, reader)
+        dates = query.dates
+        rows = [row for row in rows if query.outcome in row.outcomes(dates)]
+        shown, pages = calendar.page_of(rows, query)
+    else:  # only the page's providers are read
+        shown, pages = calendar.page_of(rows, query)
+        calendar.fill(shown, query, reader)
+    pairs = sorted({(f"{row.provider_id}__{pipeline}", str(entry.get("run_id")))
+                    for row in shown for marks in row.days.values() for pipeline, entry in marks})
+    states = airflow_run_states(pairs)
+    from batchops.ui.pages import run_url
+
+    return {"query": query, "notes": notes, "total": len(rows), "pages": pages,
+            "page": min(query.page, pages), "dates": query.dates,
+            "queues": sorted({p.queue for p in config_set.providers.values()}),
+            "outcomes": calendar.OUTCOME_FILTERS,
+            "rows": [{"provider_id": row.provider_id, "queue": row.queue, "pipelines": row.pipelines,
+                      "cells": calendar.cells(row, query, states, run_url)} for row in shown],
+            "page_urls": {name: "?" + urlencode(query.params(page=number)) for name, number in (
+                ("first", 1), ("previous", max(1, query.page - 1)), ("next", min(pages, query.page + 1)),
+                ("last", pages))},
+            "config_errors": [str(issue) for issue in config_set.issues]}
+
+
+def _warm_config_cache() -> None:
+    """Validate the configs once when the api-server loads the plugin, not on the first page view (a thousand
+    provider files take seconds)."""
+    from batchops.config import cached_config_set
+
+    try:
+        settings = _settings()
+        cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    except Exception:  # noqa: BLE001 - a broken config shows on the page, which loads it again
+        pass
+
+
 def create_app() -> FastAPI:
     from airflow.api_fastapi.core_api.security import requires_access_dag
 
     app = FastAPI(title="BatchOps", description="BatchOps run artifacts and provider health")
+    threading.Thread(target=_warm_config_cache, name="batchops-config-warmup", daemon=True).start()
     read_dag = Depends(requires_access_dag(method="GET"))
 
     @app.get("/", response_class=HTMLResponse, dependencies=[read_dag])
-    def overview() -> HTMLResponse:
+    def overview(request: Request) -> HTMLResponse:
+        started = time.perf_counter()
         settings = _settings()
-        rows, errors = overview_rows(settings)
-        return HTMLResponse(render_overview(rows, errors, model_cards(settings)), headers=PAGE_HEADERS)
+        page = calendar_page(settings, dict(request.query_params))
+        elapsed = time.perf_counter() - started
+        html = render_calendar(page, elapsed)
+        return HTMLResponse(html, headers={**PAGE_HEADERS, "Server-Timing": f"app;dur={elapsed * 1000:.1f}"})
+
+    @app.get("/providers/{provider_id}", response_class=HTMLResponse, dependencies=[read_dag])
+    def provider_page(provider_id: str) -> HTMLResponse:
+        settings = _settings()
+        rows, errors = overview_rows(settings, provider_id)
+        if not rows:
+            raise HTTPException(status_code=404, detail=f"no provider {provider_id!r} in the configs")
+        return HTMLResponse(render_overview(rows, errors, model_cards(settings, provider_id),
+                                            model_history(settings, provider_id), provider_id), headers=PAGE_HEADERS)
 
     @app.get("/runs/{dag_id}/{run_id}", response_class=HTMLResponse, dependencies=[read_dag])
     def run_page(dag_id: str, run_id: str, level: Literal["all", "warning", "error"] = "all") -> HTMLResponse:
