@@ -347,6 +347,8 @@ def line_chart(labels: list[str], series: list[tuple[str, str, list[Any]]], y_ra
         coordinates = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values) if isinstance(v, int | float))
         if coordinates:
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coordinates}"/>')
+            parts += [f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="1.5" fill="{colour}"/>'
+                      for i, v in enumerate(values) if isinstance(v, int | float)]  # a lone run is a dot
     if points and series:
         for i, (value, colour) in enumerate(zip(series[0][2], points, strict=False)):
             if isinstance(value, int | float):
