@@ -134,7 +134,7 @@ def next_day_runs(root: Path, env: dict[str, str], data: Path) -> dict:
         result = measure(["airflow", "dags", "test", f"{provider}__propensity_scoring", NEXT_DAY, "--conf",
                           json.dumps({"snapshot_date": NEXT_DAY})], env)
         result.pop("stdout")
-        run_folder = sorted((root / "runs" / f"{provider}__propensity_scoring").iterdir())[-1]
+        run_folder = sorted(p for p in (root / "runs" / f"{provider}__propensity_scoring").iterdir() if not p.name.startswith("."))[-1]
         events = [json.loads(line) for line in (run_folder / "logs.jsonl").read_text().splitlines()]
         result["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
         result["outcome"] = (run_folder / "run_summary.md").read_text().splitlines()[0]
@@ -173,7 +173,7 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
                    json.dumps({"snapshot_date": SNAPSHOT})], env)
     dag.pop("stdout")
     step()
-    dag_run = sorted((root / "runs" / "benchmark__propensity_model").iterdir())[-1]
+    dag_run = sorted(p for p in (root / "runs" / "benchmark__propensity_model").iterdir() if not p.name.startswith("."))[-1]
     events = [json.loads(line) for line in (dag_run / "logs.jsonl").read_text().splitlines()]
     dag["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
     metrics = json.loads((dag_run / "metrics.json").read_text())
@@ -185,7 +185,7 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
     scoring = measure(["airflow", "dags", "test", "benchmark__propensity_scoring", SNAPSHOT, "--conf",
                        json.dumps({"snapshot_date": SNAPSHOT})], env)
     scoring.pop("stdout")
-    scoring_run = sorted((root / "runs" / "benchmark__propensity_scoring").iterdir())[-1]
+    scoring_run = sorted(p for p in (root / "runs" / "benchmark__propensity_scoring").iterdir() if not p.name.startswith("."))[-1]
     scoring_events = [json.loads(line) for line in (scoring_run / "logs.jsonl").read_text().splitlines()]
     scoring["stage_seconds"] = {e["stage"]: e["seconds"] for e in scoring_events if e["event"] == "stage_finished"}
     scoring["outcome"] = (scoring_run / "run_summary.md").read_text().splitlines()[0]

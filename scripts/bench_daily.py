@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             dag_id = f"{PROVIDER}__{pipeline}"
             seconds, cpu_seconds, done = run(["airflow", "dags", "test", dag_id, day.isoformat(), "--conf",
                                               json.dumps({"snapshot_date": day.isoformat()})], env)
-            run_folder = max((home / "runs" / dag_id).iterdir(), key=lambda p: p.stat().st_mtime)
+            run_folder = max((p for p in (home / "runs" / dag_id).iterdir() if not p.name.startswith(".")),
+                             key=lambda p: p.stat().st_mtime)
             summary = run_folder / "run_summary.md"
             outcome = summary.read_text().splitlines()[0].removeprefix("# Run summary: ") if summary.exists() else \
                 f"no summary (exit {done.returncode})"

@@ -43,7 +43,7 @@ class Stack:
 
     def run_dirs(self, dag_id: str) -> list[Path]:
         folder = self.settings.runs_dir / dag_id
-        return sorted(folder.iterdir()) if folder.exists() else []
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.exists() else []
 
     def warehouse_rows(self, provider: str, table: str, snapshot: str) -> tuple[int, int]:
         with duckdb.connect(str(self.settings.warehouse_dir / f"{provider}.duckdb"), read_only=True) as con:
