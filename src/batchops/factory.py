@@ -109,8 +109,22 @@ STAGE_BUILDERS = {
     "train": lambda b: _python_task("train", run_train, b),
     "wait_for_model": _build_wait_for_model,
     "score": lambda b: _python_task("score", run_score, b),
-    "summarize": lambda b: _python_task("summarize", run_summarize, b, trigger_rule="all_done", retries=0),
+    "summarize": lambda b: _python_task("summarize", run_summarize, b, trigger_rule="all_done", retries=0,
+                                        **_alert_callbacks(b)),
 }
+
+
+def _alert_callbacks(binding: StageBinding) -> dict[str, Any]:
+    """summarize's callbacks when the provider asks for alerts: summarize ends every run, and fails exactly when
+    the run failed."""
+    if not binding.provider.alerts.on:
+        return {}
+    from batchops.alerts import RunAlertNotifier
+
+    def notifier(failed: bool) -> RunAlertNotifier:
+        return RunAlertNotifier(binding.provider, binding.dag_id, binding.settings.runs_dir, failed)
+
+    return {"on_success_callback": notifier(False), "on_failure_callback": notifier(True)}
 
 
 def _doc_md(provider: ProviderConfig, pipeline: PipelineSpec) -> str:

@@ -190,6 +190,43 @@ class EntitySpec(StrictModel):
         return self
 
 
+ALERT_EVENTS = ("FAILED", "BLOCKED", "NO DROP", "drift_warn", "drift_block")
+
+
+class EmailAlert(StrictModel):
+    """Alert mail through Airflow's SMTP provider (its SmtpNotifier and an SMTP connection)."""
+
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1, description=(
+        "Recipients."))
+    from_email: str | None = Field(None, description="Sender; default: the connection's from_email.")
+    smtp_conn_id: str = Field("smtp_default", pattern=r"^[A-Za-z0-9_.-]+$", description=(
+        "Airflow connection of the SMTP server (e.g. AIRFLOW_CONN_SMTP_DEFAULT='smtp://user:pass@host:587')."))
+
+
+class WebhookAlert(StrictModel):
+    """Alert as a JSON POST ({"text": ..., "batchops": {...}}: a Slack or Teams incoming webhook takes `text`)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", description="Where to POST; http(s) only.")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class AlertSettings(StrictModel):
+    """Who hears about a run, and of which outcomes. Off unless `on` lists some: one message per run (per try of
+    its summary: a resumed run that ends again alerts again), with the reason and a link to its BatchOps tab."""
+
+    on: list[Literal["FAILED", "BLOCKED", "NO DROP", "drift_warn", "drift_block"]] = Field(
+        default_factory=list, description=("Outcomes that alert: FAILED, BLOCKED (DQ), NO DROP, drift_warn and "
+                                           "drift_block (a scoring run's drift verdict)."))
+    email: EmailAlert | None = None
+    webhook: WebhookAlert | None = None
+
+    @model_validator(mode="after")
+    def _a_channel_for_alerts(self) -> AlertSettings:
+        if self.on and self.email is None and self.webhook is None:
+            raise ValueError(f"on lists {self.on} but no channel is set; add email: {{to: [...]}} or webhook: {{url: ...}}")
+        return self
+
+
 class RetentionSettings(StrictModel):
     """How long what grows with every run is kept (python -m batchops prune, and the daily batchops_maintenance
     DAG). Windows count days back from today by snapshot date. Never removed: the current champion model and the
@@ -286,6 +323,7 @@ class ProviderConfig(StrictModel):
     tags: list[Tag] = []
     dq: DQDefaults = DQDefaults()
     retention: RetentionSettings = RetentionSettings()
+    alerts: AlertSettings = AlertSettings()
     entities: dict[Identifier, EntitySpec] = Field(min_length=1)
 
     @model_validator(mode="before")
