@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,15 @@ def latest_approved(warehouse, settings: Settings, pipeline: str, as_of: date) -
     return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 
+def approved_twin(warehouse, settings: Settings, pipeline: str, sha256: str) -> RegisteredModel | None:
+    """An approved model of the pipeline with exactly these bytes (a retrain of a snapshot on the same data)."""
+    ensure_registry(warehouse, settings)
+    row = warehouse.execute(
+        f"SELECT {_REGISTRY_COLUMNS} FROM model_registry WHERE pipeline = $pipeline AND status = 'approved' "
+        "AND sha256 = $sha ORDER BY registered_at LIMIT 1", {"pipeline": pipeline, "sha": sha256}).fetchone()
+    return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
+
+
 def latest_rejection(warehouse, settings: Settings, pipeline: str, as_of: date) -> str | None:
     """Why the newest model of the pipeline (trained on or before as_of) was not approved, if it was not."""
     ensure_registry(warehouse, settings)
@@ -109,7 +118,7 @@ def latest_rejection(warehouse, settings: Settings, pipeline: str, as_of: date) 
         "SELECT model_id, training_snapshot, status, reason FROM model_registry WHERE pipeline = $pipeline "
         "AND training_snapshot <= CAST($as_of AS DATE) ORDER BY training_snapshot DESC, registered_at DESC LIMIT 1",
         {"pipeline": pipeline, "as_of": as_of.isoformat()}).fetchone()
-    if row is None or row[2] == "approved":
+    if row is None or row[2] in ("approved", "identical"):  # identical: an approved twin is in force
         return None
     return f"the newest model, {row[0]} (trained on {row[1]}), was {row[2]}: {row[3]}"
 
@@ -130,16 +139,20 @@ def find_rejection(settings: Settings, provider_id: str, pipeline: str, as_of: d
         return latest_rejection(warehouse, settings, pipeline, as_of)
 
 
-def model_history(settings: Settings, provider_id: str, pipeline: str, limit: int = 5) -> list[dict[str, Any]]:
-    """The pipeline's last `limit` registry decisions, newest first: the champion history of a model card."""
+def model_history(settings: Settings, provider_id: str, pipeline: str, limit: int = 5,
+                  as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """The pipeline's last `limit` registry decisions, newest first: the champion history of a model card. With
+    `as_of`, only the decisions made by then (a run's card shows the registry as that run left it)."""
     if not warehouse_path(settings, provider_id).exists():
         return []
     with open_warehouse(settings, provider_id) as warehouse:
         ensure_registry(warehouse, settings)
         rows = warehouse.execute(
             "SELECT model_id, training_snapshot, status, reason, roc_auc, registered_at FROM model_registry "
-            "WHERE pipeline = $pipeline ORDER BY registered_at DESC LIMIT $limit",
-            {"pipeline": pipeline, "limit": limit}).fetchall()
+            "WHERE pipeline = $pipeline AND registered_at <= CAST($as_of AS TIMESTAMP) "
+            "ORDER BY registered_at DESC LIMIT $limit",
+            {"pipeline": pipeline, "limit": limit,
+             "as_of": (as_of or datetime(9999, 12, 31)).replace(tzinfo=None).isoformat()}).fetchall()
     return [{"model_id": r[0], "training_snapshot": str(r[1]), "status": r[2], "reason": r[3],
              "roc_auc": r[4], "registered_at": str(r[5])[:19]} for r in rows]
 

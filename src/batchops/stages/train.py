@@ -27,6 +27,7 @@ from batchops.faults import crash_point
 from batchops.models import (
     REGISTRY_SIDECAR,
     TRAINING_PROFILE,
+    approved_twin,
     build_model,
     latest_approved,
     load_verified_model,
@@ -371,6 +372,12 @@ def train(ctx: RunContext) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+        twin = approved_twin(warehouse, ctx.settings, ctx.pipeline.pipeline_id, sha)
+    if twin is not None and status == "approved":
+        # retraining a snapshot on the same data gives the same bytes: the registry already approved this model
+        status, reason = "identical", (f"the same model, byte for byte, as {twin.model_id} (approved, trained on "
+                                       f"{twin.training_snapshot}), which stays in force; nothing new to approve")
     promotion = {"status": status, "reason": reason, "champion": champion, "window": window,
                  "roc_auc": promotion_figures["roc_auc"]}
     metrics.update({"model_id": model_id, "promotion": promotion})

@@ -9,7 +9,7 @@ import mimetypes
 import os
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -175,8 +175,9 @@ def overview_rows(settings: Settings, provider_id: str | None = None) -> tuple[l
     return rows, [str(issue) for issue in config_set.issues]
 
 
-def champion_history(settings: Settings, model_id: str | None) -> list[dict[str, Any]]:
-    """The registry decisions of the model's pipeline (model ids are provider__pipeline__date__hash)."""
+def champion_history(settings: Settings, model_id: str | None, as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """The registry decisions of the model's pipeline (model ids are provider__pipeline__date__hash), made by
+    `as_of` when given (a run's card: the registry as the run left it, not as it is now)."""
     from batchops.models import model_history
 
     parts = (model_id or "").split("__")
@@ -184,7 +185,7 @@ def champion_history(settings: Settings, model_id: str | None) -> list[dict[str,
         return []
     quick = dataclasses.replace(settings, warehouse_lock_timeout_seconds=1.0)
     try:
-        history = model_history(quick, parts[0], parts[1])
+        history = model_history(quick, parts[0], parts[1], as_of=as_of)
     except Exception:  # noqa: BLE001 - the card shows without its history when the registry is busy or damaged
         return []
     return [{**row, "roc_auc": number(row["roc_auc"])} for row in history]
@@ -412,7 +413,12 @@ def create_app() -> FastAPI:
         except (FileNotFoundError, UnsafeArtifactError) as exc:
             raise HTTPException(status_code=404, detail=f"no BatchOps run {run_id!r} of {dag_id!r}") from exc
         settings = _settings()
-        page = render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id), level)
+        try:  # the run's end: its card shows the registry's decisions up to then
+            as_of = datetime.fromtimestamp(os.stat(folder / "run_summary.md", follow_symlinks=False).st_mtime, UTC)
+        except OSError:
+            as_of = None  # still running: everything decided so far
+        page = render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id, as_of),
+                               level)
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
