@@ -225,28 +225,37 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
     }
 
 
-def parse_200_dags(root: Path) -> dict:
-    """100 provider configs x 2 pipelines, parsed by DagBag in a fresh process."""
-    configs = root / "configs_200"
+PARSE_PROFILE_ROWS = 12
+
+
+def parse_dags(root: Path, providers: int) -> dict:
+    """`providers` provider configs x 2 pipelines, parsed by DagBag in a fresh process: wall and CPU seconds, and
+    (in a second fresh process, under cProfile) the calls that take the time."""
+    configs = root / f"configs_{providers}"
     configs.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "include" / "configs" / "_defaults.yaml", configs / "_defaults.yaml")
     template = (REPO / "include" / "configs" / "provider_a.yaml").read_text()
-    for i in range(100):
-        (configs / f"provider_{i:03d}.yaml").write_text(template.replace("provider_id: provider_a",
-                                                                         f"provider_id: provider_{i:03d}"))
-    env = {**bench_env(root, None), "BATCHOPS_CONFIG_DIR": str(configs)}
+    for i in range(providers):
+        (configs / f"provider_{i:04d}.yaml").write_text(template.replace("provider_id: provider_a",
+                                                                         f"provider_id: provider_{i:04d}"))
+    env = {**bench_env(root, None), "BATCHOPS_CONFIG_DIR": str(configs), "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600"}
     probe = ("import json, sys, time\nfrom airflow.dag_processing.dagbag import DagBag\n"
-             "started = time.perf_counter(); bag = DagBag(sys.argv[1])\n"
-             "print(json.dumps({'seconds': time.perf_counter() - started, 'dags': len(bag.dags),"
-             " 'errors': len(bag.import_errors)}))")
+             "started, cpu = time.perf_counter(), time.process_time(); bag = DagBag(sys.argv[1])\n"
+             "print(json.dumps({'seconds': time.perf_counter() - started, 'cpu_seconds': time.process_time() - cpu,"
+             " 'dags': len(bag.dags), 'errors': len(bag.import_errors)}))")
     result = json.loads(subprocess.run([sys.executable, "-c", probe, str(REPO / "dags")], env=env, check=True,
                                        capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    report = subprocess.run(["airflow", "dags", "report", "-o", "json"], env=env, capture_output=True, text=True)
-    try:
-        rows = json.loads(report.stdout[report.stdout.index("["):])
-        result["airflow_dags_report"] = rows
-    except ValueError:
-        result["airflow_dags_report"] = report.stderr[-500:]
+    profiled = ("import cProfile, json, pstats, sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
+                "profile = cProfile.Profile(); profile.enable(); DagBag(sys.argv[1]); profile.disable()\n"
+                "stats = pstats.Stats(profile); total = stats.total_tt\n"
+                "rows = sorted(((v[3], f'{k[0].split(\"site-packages/\")[-1].split(\"/src/\")[-1]}:{k[1]}({k[2]})')"
+                " for k, v in stats.stats.items()), reverse=True)\n"
+                "print(json.dumps([[name, round(cum / total, 3)] for cum, name in rows[:60]]))")
+    shares = json.loads(subprocess.run([sys.executable, "-c", profiled, str(REPO / "dags")], env=env, check=True,
+                                       capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    wanted = ("factory.py", "apply_defaults", "param.py", "jsonschema/validators.py:1265", "copy.py:128",
+              "load_config_set", "yaml/__init__.py", "dag.py", "python.py", "check_like")
+    result["profile_share_of_total"] = [row for row in shares if any(w in row[0] for w in wanted)][:PARSE_PROFILE_ROWS]
     return result
 
 
@@ -301,11 +310,11 @@ def markdown(results: dict) -> str:
         lines.append(f"- {name}: {cells}")
         lines.append(f"- {name} inside the DAG run: " + ", ".join(f"{k} {v} s" for k, v in
                                                                   size["dag"]["stage_seconds"].items()))
-    parse = results.get("parse_200_dags")
-    if parse:
-        lines += ["", f"Parsing 100 providers x 2 pipelines: {parse['dags']} DAGs in {parse['seconds']:.2f} s "
-                      f"({parse['seconds'] / max(parse['dags'], 1) * 1000:.1f} ms per DAG) in a fresh process, "
-                      f"{parse['errors']} import errors."]
+    for providers, parse in sorted((results.get("parse") or {}).items(), key=lambda item: int(item[0])):
+        lines += ["", f"Parsing {providers} providers x 2 pipelines: {parse['dags']} DAGs in {parse['seconds']:.2f} s "
+                      f"({parse['cpu_seconds']:.2f} CPU-s, {parse['seconds'] / max(parse['dags'], 1) * 1000:.1f} ms "
+                      f"per DAG) in a fresh process, {parse['errors']} import errors. Share of the time under "
+                      "cProfile: " + ", ".join(f"{name} {share:.0%}" for name, share in parse["profile_share_of_total"])]
     return "\n".join(lines) + "\n"
 
 
@@ -315,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--memory-limit", default="1GB", help="BATCHOPS_DUCKDB_MEMORY_LIMIT for the runs")
     parser.add_argument("--workdir", type=Path, help="where data, runs and warehouses go (default: a temp folder)")
+    parser.add_argument("--parse-providers", default="100,1000", type=lambda text: [int(v) for v in text.split(",") if v],
+                        help="provider counts of the DAG parse measurement (2 DAGs each)")
     args = parser.parse_args(argv)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -335,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in sizes:
                 bar.describe(f"size {name}")
                 results["sizes"][name] = bench_size(name, Path(work) / name, args.memory_limit, bar)
-        results["parse_200_dags"] = parse_200_dags(Path(work) / "parse")
+        results["parse"] = {str(count): parse_dags(Path(work) / "parse", count) for count in args.parse_providers}
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = results["started"].replace(":", "").replace("-", "")
     (args.results / f"bench_{stamp}.json").write_text(json.dumps(results, indent=2))

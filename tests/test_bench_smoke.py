@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     results = tmp_path / "results"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--sizes", "tiny", "--results",
-                           str(results)], capture_output=True, text=True, timeout=1200)
+                           str(results), "--parse-providers", "10"], capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     latest = json.loads((results / "latest.json").read_text())
     tiny = latest["sizes"]["tiny"]
@@ -28,5 +28,7 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     assert 0 < tiny["dag"]["orchestration_seconds"] < tiny["dag"]["seconds"]
     assert tiny["next_day"]["increment"]["outcome"] == "# Run summary: COMPLETE"
     assert tiny["next_day"]["full_extract"]["outcome"] == "# Run summary: COMPLETE"
-    assert latest["parse_200_dags"]["dags"] == 201 and latest["parse_200_dags"]["errors"] == 0  # and maintenance
+    parse = latest["parse"]["10"]
+    assert parse["dags"] == 21 and parse["errors"] == 0  # and maintenance
+    assert parse["cpu_seconds"] > 0 and any("factory.py" in name for name, _ in parse["profile_share_of_total"])
     assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")

@@ -136,8 +136,15 @@ def _doc_md(provider: ProviderConfig, pipeline: PipelineSpec) -> str:
         f"**Files per snapshot:** {entities} in `$BATCHOPS_DATA_DIR/{provider.landing_path}`", "",
         f"**snapshot_date:** {SNAPSHOT_PARAM_DOC}", "",
         "## Effective config (provider merged over `_defaults.yaml`, and the pipeline)", "",
-        "```json", json.dumps(effective_config(provider, pipeline), indent=2), "```",
+        "```json", _config_json(effective_config(provider, pipeline)), "```",
     ])
+
+
+def _config_json(config: dict[str, Any]) -> str:
+    """The effective config as JSON with one top-level key a line: json's C encoder (indent= would take the
+    pure-Python one, a quarter of a second per thousand DAGs at every parse)."""
+    return "{\n" + ",\n".join(f"  {json.dumps(key)}: {json.dumps(value, default=str)}"
+                                for key, value in config.items()) + "\n}"
 
 
 def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settings,
