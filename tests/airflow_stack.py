@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -157,6 +158,14 @@ class AirflowStack:
     # ------------------------------------------------------------ lifecycle
     def start(self, components=("api-server", "scheduler", "dag-processor")) -> AirflowStack:
         self.cli("db", "migrate")
+        if "FabAuthManager" in self.env.get("AIRFLOW__CORE__AUTH_MANAGER", ""):  # what compose's airflow-init does
+            self.cli("fab-db", "migrate")
+            if "admin" not in self.cli("users", "list", "-o", "plain").stdout:
+                self.cli("users", "create", "--username", "admin", "--password", ADMIN_PASSWORD, "--role", "Admin",
+                         "--email", "admin@localhost", "--firstname", "BatchOps", "--lastname", "Admin")
+            synced = subprocess.run([sys.executable, "-m", "batchops", "sync-roles"], env=self.env, capture_output=True,
+                                    text=True, timeout=300)
+            assert synced.returncode == 0, synced.stderr
         (self.root / "logs").mkdir(exist_ok=True)
         for component in components:
             self._launch(component)

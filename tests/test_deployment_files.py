@@ -85,6 +85,20 @@ def test_init_refuses_the_example_secrets(compose):
     assert "POSTGRES_PASSWORD in .env still has its example value" in done.stderr
 
 
+def test_compose_runs_the_fab_auth_manager_and_creates_its_users_and_roles(compose):
+    """Production auth: FAB, not the SimpleAuthManager; airflow-init migrates FAB's tables, creates the admin from
+    .env and the providers' roles (what AirflowStack.start does natively for tests/test_celery_stack.py)."""
+    environment = compose["x-airflow-common"]["environment"]
+    assert environment["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager")
+    assert not any("SIMPLE_AUTH_MANAGER" in key for key in environment)
+    script = compose["services"]["airflow-init"]["command"][1]
+    steps = ["airflow db migrate", "airflow fab-db migrate", "airflow users create --username \"$$AIRFLOW_ADMIN_USER\"",
+             "python -m batchops sync-roles"]
+    assert all(step in script for step in steps) and [script.index(step) for step in steps] == sorted(
+        script.index(step) for step in steps)
+    assert "apache-airflow-providers-fab==" in (REPO / "requirements.txt").read_text()
+
+
 def test_docker_compose_accepts_the_file(tmp_path):
     env_file = tmp_path / "env"
     env_file.write_text((REPO / ".env.example").read_text())

@@ -203,6 +203,25 @@ def iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date written YYYY-MM-DD") from None
 
 
+def sync_roles_command(settings: Settings) -> int:
+    from batchops.access import roles_of, sync_roles
+    from batchops.config import load_config_set
+
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    if config_set.issues:
+        print(f"batchops sync-roles: the configs have errors; fix them first (python -m batchops validate): "
+              f"{config_set.issues[0]}", file=sys.stderr)
+        return 1
+    try:
+        done = sync_roles(roles_of(config_set))
+    except ImportError as exc:
+        print(f"batchops sync-roles: the FAB auth manager is not installed ({exc}); it is in requirements.txt "
+              "(apache-airflow-providers-fab)", file=sys.stderr)
+        return 1
+    print("\n".join(done))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="batchops", description=__doc__)
     parser.add_argument("--home", type=Path, help="project folder (default: BATCHOPS_HOME or the current folder)")
@@ -226,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     prune.add_argument("--airflow-before", type=datetime.fromisoformat,
                        help="remove Airflow's records from before this time (default: now - airflow_metadata_days)")
     prune.add_argument("--keep-airflow-records", action="store_true", help="leave Airflow's metadata database alone")
+    commands.add_parser("sync-roles", help="create the Airflow (FAB) roles the providers' access_roles name, each "
+                                           "seeing only its providers' DAGs (run where `airflow` runs, after db migrate)")
     commands.add_parser("check-worker", help="warn when worker concurrency x DuckDB threads exceeds the cores "
                                              "(run before `airflow celery worker`)")
     for command in (backup, restore, rebuild):
@@ -241,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         return validate_command(settings)
     if args.command == "check-worker":
         return check_worker_command(settings)
+    if args.command == "sync-roles":
+        return sync_roles_command(settings)
     if args.command == "prune":
         try:
             return prune_command(settings, args)

@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
+from batchops.access import access_control
 from batchops.config import (
     ConfigIssue,
     ConfigSet,
@@ -169,6 +170,7 @@ def build_dag(provider: ProviderConfig, pipeline: PipelineSpec, settings: Settin
                       "queue": provider.queue},
         params={"snapshot_date": Param(None, type=["null", "string"], format="date",
                                        title="Snapshot date", description=SNAPSHOT_PARAM_DOC)},
+        access_control=access_control(provider.access_roles),  # per-provider roles (FAB auth manager)
     )
     with dag:
         previous = None

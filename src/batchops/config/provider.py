@@ -200,7 +200,7 @@ class EmailAlert(StrictModel):
         "Recipients."))
     from_email: str | None = Field(None, description="Sender; default: the connection's from_email.")
     smtp_conn_id: str = Field("smtp_default", pattern=r"^[A-Za-z0-9_.-]+$", description=(
-        "Airflow connection of the SMTP server (e.g. AIRFLOW_CONN_SMTP_DEFAULT='smtp://user:pass@host:587')."))
+        "Airflow connection of the SMTP server (AIRFLOW_CONN_SMTP_DEFAULT in the environment, or made in the UI; login from your secrets backend)."))
 
 
 class WebhookAlert(StrictModel):
@@ -321,6 +321,9 @@ class ProviderConfig(StrictModel):
         "A landing file modified less than this long ago is watched this long; if it still changes it is "
         "treated as an upload in progress and ingest retries later."))
     tags: list[Tag] = []
+    access_roles: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(default_factory=list, description=(
+        "Airflow (FAB) roles that read and run this provider's DAGs and BatchOps pages, and no other provider's "
+        "(DAG access_control; create them with `python -m batchops sync-roles`). Ignored by other auth managers."))
     dq: DQDefaults = DQDefaults()
     retention: RetentionSettings = RetentionSettings()
     alerts: AlertSettings = AlertSettings()

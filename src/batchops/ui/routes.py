@@ -9,6 +9,7 @@ import mimetypes
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -327,15 +328,21 @@ def index_reader(settings: Settings):
     return lambda dag_id, start, end: runindex.read_window(settings.runs_dir, dag_id, start, end, read)
 
 
-def calendar_page(settings: Settings, params: dict[str, str], today: date | None = None) -> dict[str, Any]:
+def calendar_page(settings: Settings, params: dict[str, str], today: date | None = None,
+                  readable: Callable[[set[str]], set[str]] | None = None) -> dict[str, Any]:
     """Everything the calendar section shows for these URL parameters: the page's providers and their cells,
-    paging, filters and notes."""
+    paging, filters and notes; only the DAGs `readable` keeps (the user's, by the auth manager) are shown."""
     from batchops.config import cached_config_set
     from batchops.ui import calendar
 
     query, notes = calendar.parse_query(params, today)
     config_set = cached_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
     providers = [(p.provider_id, p.queue, sorted(p.pipelines)) for p in config_set.providers.values()]
+    if readable is not None:
+        allowed = readable({f"{pid}__{pipeline}" for pid, _, pipelines in providers for pipeline in pipelines})
+        providers = [(pid, queue, [q for q in pipelines if f"{pid}__{q}" in allowed])
+                     for pid, queue, pipelines in providers]
+        providers = [row for row in providers if row[2]]
     rows = calendar.select_providers(providers, query)
     reader = index_reader(settings)
     if query.outcome:  # the whole selection's windows are needed to know which providers had such a day
@@ -376,27 +383,35 @@ def _warm_config_cache() -> None:
 
 
 def create_app() -> FastAPI:
-    from airflow.api_fastapi.core_api.security import requires_access_dag
+    from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
     app = FastAPI(title="BatchOps", description="BatchOps run artifacts and provider health")
     threading.Thread(target=_warm_config_cache, name="batchops-config-warmup", daemon=True).start()
     read_dag = Depends(requires_access_dag(method="GET"))
 
+    def readable_by(user) -> Callable[[set[str]], set[str]]:
+        """The DAG ids of a set this user may read (a provider's role sees its own provider's DAGs only)."""
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return lambda dag_ids: get_auth_manager().filter_authorized_dag_ids(dag_ids=dag_ids, user=user, method="GET")
+
     @app.get("/", response_class=HTMLResponse, dependencies=[read_dag])
-    def overview(request: Request) -> HTMLResponse:
+    def overview(request: Request, user=Depends(get_user)) -> HTMLResponse:  # noqa: B008 - FastAPI's idiom
         started = time.perf_counter()
         settings = _settings()
-        page = calendar_page(settings, dict(request.query_params))
+        page = calendar_page(settings, dict(request.query_params), readable=readable_by(user))
         elapsed = time.perf_counter() - started
         html = render_calendar(page, elapsed)
         return HTMLResponse(html, headers={**PAGE_HEADERS, "Server-Timing": f"app;dur={elapsed * 1000:.1f}"})
 
     @app.get("/providers/{provider_id}", response_class=HTMLResponse, dependencies=[read_dag])
-    def provider_page(provider_id: str) -> HTMLResponse:
+    def provider_page(provider_id: str, user=Depends(get_user)) -> HTMLResponse:  # noqa: B008 - FastAPI's idiom
         settings = _settings()
         rows, errors = overview_rows(settings, provider_id)
         if not rows:
             raise HTTPException(status_code=404, detail=f"no provider {provider_id!r} in the configs")
+        if not readable_by(user)({row["dag_id"] for row in rows}):
+            raise HTTPException(status_code=403, detail=f"no access to provider {provider_id!r}'s DAGs")
         return HTMLResponse(render_overview(rows, errors, model_cards(settings, provider_id),
                                             model_history(settings, provider_id), provider_id), headers=PAGE_HEADERS)
 
