@@ -179,3 +179,13 @@ def test_model_history_with_hostile_strings_in_every_field(payload):
     page = render_overview([], [payload], [], {"training": training * 2, "scoring": scoring * 2}, payload)
     assert_inert(page, payload)
     assert page.count("<svg") == 2
+
+
+def test_a_resumed_run_says_it_runs_again_over_its_old_summary(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run_summary.md").write_text("# Run summary: FAILED\n\n**score: boom**\n")
+    (folder / "plan.json").write_text(json.dumps({"snapshot_date": "2026-02-01", "run_id": "r"}))
+    page = render_run_page("p__m", "r", folder, airflow_state="running")
+    assert "RUNNING</b> again in Airflow" in page and "score: boom" in page and "snapshot 2026-02-01" in page
+    assert "again in Airflow" not in render_run_page("p__m", "r", folder, airflow_state="failed")

@@ -230,7 +230,7 @@ def summary_html(dag_id: str, run_id: str, summary: str) -> str:
 
 
 def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[str], list] | None = None,
-                    level: str = "all") -> str:
+                    level: str = "all", airflow_state: str | None = None) -> str:
     """The run tab: outcome first, then DQ, the model card (with the champion history from `history(model_id)`),
     drift, plots, predictions, plan, log tail, summary."""
     refusals: list[str] = []
@@ -257,7 +257,7 @@ def render_run_page(dag_id: str, run_id: str, folder: Path, history: Callable[[s
         events=_section(refusals, lambda: _log_tail(folder, level, notes), "logs.jsonl") or [], level=level if level in LOG_LEVELS else "all",
         level_urls={name: f"{run_url(dag_id, run_id)}?level={name}" for name in LOG_LEVELS},
         summary_html=_section(refusals, lambda: summary_html(dag_id, run_id, summary), "run_summary.md") if summary else None,
-        refusals=refusals, notes=notes)
+        refusals=refusals, notes=notes, resumed=airflow_state in ("running", "queued") and outcome != "RUNNING")
 
 
 def _is_servable(folder: Path, name: str) -> bool:

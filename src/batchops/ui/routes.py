@@ -433,7 +433,7 @@ def create_app() -> FastAPI:
         except OSError:
             as_of = None  # still running: everything decided so far
         page = render_run_page(dag_id, run_id, folder, lambda model_id: champion_history(settings, model_id, as_of),
-                               level)
+                               level, airflow_run_states([(dag_id, run_id)]).get((dag_id, run_id)))
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @app.get("/files/{dag_id}/{run_id}/{name:path}", dependencies=[read_dag])
