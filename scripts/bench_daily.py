@@ -90,6 +90,16 @@ def run(command: list[str], env: dict[str, str]) -> tuple[float, float, subproce
     return round(time.perf_counter() - started, 2), round(cpu, 2), done
 
 
+def stage_seconds(run_folder: Path) -> dict[str, float]:
+    """Seconds of each stage's own work in the run (its logs.jsonl): the data work, apart from Airflow's
+    per-run and per-task overhead around it."""
+    try:
+        events = [json.loads(line) for line in (run_folder / "logs.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return {}
+    return {e["stage"]: e["seconds"] for e in events if e.get("event") == "stage_finished" and "seconds" in e}
+
+
 def median_around(days: list[dict], day: int, key: str = "seconds", width: int = 3, pipeline: str | None = None
                   ) -> float:
     """The median of `key` over the days within `width` of `day` (of one pipeline's runs, when given)."""
@@ -210,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                                          day.isoformat(), "--airflow-before", before.isoformat()], env)
             warehouse = home / "warehouse"
             entry = {"day": index + 1, "date": day.isoformat(), "pipeline": pipeline, "seconds": seconds,
-                     "cpu_seconds": cpu_seconds,
+                     "cpu_seconds": cpu_seconds, "stage_seconds": stage_seconds(run_folder),
                      "outcome": outcome, "prune_seconds": prune_seconds, "prune_exit": pruned.returncode,
                      "warehouse_bytes": warehouse_bytes(warehouse, PROVIDER),
                      "runs_bytes": folder_bytes(home / "runs"), "models_bytes": folder_bytes(warehouse / "models"),
