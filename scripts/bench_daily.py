@@ -43,6 +43,7 @@ import generate_data
 from bench import machine
 from batchops.config import load_config_set
 from batchops.progress import Steps
+from batchops.storage.retention import folder_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDER = "daily"
@@ -55,17 +56,6 @@ def provider_config(provider_id: str, delivery: str) -> str:
     text = (REPO / "include" / "configs" / "provider_a.yaml").read_text()
     text = text.replace("provider_id: provider_a", f"provider_id: {provider_id}")
     return text.replace("    file: transactions.csv\n", f"    file: transactions.csv\n    delivery: {delivery}\n")
-
-
-def folder_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                continue
-    return total
 
 
 def warehouse_bytes(warehouse_dir: Path, provider_id: str) -> int:

@@ -123,6 +123,7 @@ def read_window(runs_dir: Path, dag_id: str, start: date, end: date,
 
 
 def outcome_of_summary(text: str | None) -> tuple[str, str]:
+    """(outcome, why) from run_summary.md's first lines; ('RUNNING', '') before summarize wrote it."""
     if text is None:
         return "RUNNING", ""
     first, _, rest = text.partition("\n")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from batchops.runindex import outcome_of_summary
 from batchops.runlog import parse_events
 from batchops.ui import safe_files
 from batchops.ui.safe_files import UnsafeArtifactError
@@ -54,14 +55,7 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
-def outcome_of(summary: str | None) -> tuple[str, str]:
-    """(outcome, why) from run_summary.md's first lines; ('RUNNING', '') before summarize wrote it."""
-    if summary is None:
-        return "RUNNING", ""
-    first, _, rest = summary.partition("\n")
-    outcome = first.replace("# Run summary:", "").strip()
-    why = next((line.strip("* ") for line in rest.splitlines() if line.startswith("**")), "")
-    return outcome, why
+outcome_of = outcome_of_summary  # (outcome, why) from run_summary.md; ('RUNNING', '') before summarize wrote it
 
 
 def _section(refusals: list[str], build: Callable[[], Any], artifact: str = "an artifact of this run") -> Any:
