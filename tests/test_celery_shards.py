@@ -97,13 +97,18 @@ def test_every_task_runs_on_its_providers_worker_and_each_warehouse_stays_on_its
             assert not (stack.root / f"host_{other}" / "warehouse" / f"{provider}.duckdb").exists()
             assert predictions(stack, provider, FIRST) == (CUSTOMERS, CUSTOMERS)
     assert not (stack.root / "warehouse").exists() or not any((stack.root / "warehouse").glob("*.duckdb"))
-    # the api-server reads the shared runs/ but holds no warehouse: its page says where each registry is
-    page = urllib.request.urlopen(urllib.request.Request(f"{stack.url}/batchops/", headers={
-        "Authorization": f"Bearer {stack.token()}"}), timeout=60).read().decode()
-    for queue in SHARDS:
-        assert f"registry not on this host: the warehouse lives on the worker of queue {queue}" in page
-        assert f"<td>{queue}</td>" in page
-    assert "COMPLETE" in page
+    # the api-server reads the shared runs/ but holds no warehouse: each provider's page says where its registry is
+    def page(path: str) -> str:
+        return urllib.request.urlopen(urllib.request.Request(f"{stack.url}/batchops/{path}", headers={
+            "Authorization": f"Bearer {stack.token()}"}), timeout=60).read().decode()
+
+    calendar = page("")
+    for queue, providers in SHARDS.items():
+        assert f'<td class="queue">{queue}</td>' in calendar
+        for provider in providers:
+            own = page(f"providers/{provider}")
+            assert f"registry not on this host: the warehouse lives on the worker of queue {queue}" in own
+            assert f"<td>{queue}</td>" in own and "COMPLETE" in own
 
 
 def test_a_lost_worker_holds_its_providers_tasks_until_it_returns(stack):

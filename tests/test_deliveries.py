@@ -49,9 +49,9 @@ def provider(settings, provider_id: str):
 
 
 def deliver(settings, provider_id: str, first: date, days: int, delivery: str, customers: int = 400,
-            corrections: float = 0.0) -> None:
+            corrections: float = 0.0, series_start: date = START) -> None:
     generate_data.generate_series(provider(settings, provider_id), first, days, customers, 11, settings.data_dir,
-                                  delivery, START, corrections)
+                                  delivery, series_start, corrections)
     for path in settings.data_dir.rglob("*.csv"):  # delivered a while ago: no upload in progress
         os.utime(path, (path.stat().st_mtime - 600,) * 2)
 
@@ -266,8 +266,10 @@ def test_prune_keeps_the_champion_resumable_runs_and_what_rebuild_needs(incremen
     config.write_text(config.read_text() + "retention: {run_days: 2, failed_run_days: 4, feature_days: 3, "
                                            "prediction_days: 3, models_kept: 1, champions_kept: 1, "
                                            "airflow_metadata_days: 1}\n")
-    deliver(incremental, INCREMENTAL, START, 9, "incremental")
-    run_complete(incremental, INCREMENTAL, START, "propensity_model", "manual__early")  # a champion, then not
+    deliver(incremental, INCREMENTAL, START - timedelta(days=1), 10, "incremental",
+            series_start=START - timedelta(days=1))
+    # a champion, then not (trained a day earlier: a retrain of the same data would be its identical twin)
+    run_complete(incremental, INCREMENTAL, START - timedelta(days=1), "propensity_model", "manual__early")
     run_complete(incremental, INCREMENTAL, START, "propensity_model")  # the current champion
     for day in (START + timedelta(days=k) for k in range(1, 8)):
         run_complete(incremental, INCREMENTAL, day, "propensity_scoring")

@@ -102,12 +102,15 @@ def latest_approved(warehouse, settings: Settings, pipeline: str, as_of: date) -
     return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 
-def approved_twin(warehouse, settings: Settings, pipeline: str, sha256: str) -> RegisteredModel | None:
-    """An approved model of the pipeline with exactly these bytes (a retrain of a snapshot on the same data)."""
+def approved_twin(warehouse, settings: Settings, pipeline: str, sha256: str,
+                  model_id: str) -> RegisteredModel | None:
+    """Another approved model of the pipeline with exactly these bytes (a retrain of a snapshot on the same data).
+    The model itself is no twin: a retry of the run that registered it must keep its decision."""
     ensure_registry(warehouse, settings)
     row = warehouse.execute(
         f"SELECT {_REGISTRY_COLUMNS} FROM model_registry WHERE pipeline = $pipeline AND status = 'approved' "
-        "AND sha256 = $sha ORDER BY registered_at LIMIT 1", {"pipeline": pipeline, "sha": sha256}).fetchone()
+        "AND sha256 = $sha AND model_id <> $model_id ORDER BY registered_at LIMIT 1",
+        {"pipeline": pipeline, "sha": sha256, "model_id": model_id}).fetchone()
     return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 

@@ -373,7 +373,7 @@ def train(ctx: RunContext) -> dict[str, Any]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
-        twin = approved_twin(warehouse, ctx.settings, ctx.pipeline.pipeline_id, sha)
+        twin = approved_twin(warehouse, ctx.settings, ctx.pipeline.pipeline_id, sha, model_id)
     if twin is not None and status == "approved":
         # retraining a snapshot on the same data gives the same bytes: the registry already approved this model
         status, reason = "identical", (f"the same model, byte for byte, as {twin.model_id} (approved, trained on "
