@@ -349,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         results["parse"] = {str(count): parse_dags(Path(work) / "parse", count) for count in args.parse_providers}
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = results["started"].replace(":", "").replace("-", "")
-    (args.results / f"bench_{stamp}.json").write_text(json.dumps(results, indent=2))
-    (args.results / f"bench_{stamp}.md").write_text(markdown(results))
-    (args.results / "latest.json").write_text(json.dumps(results, indent=2))
-    (args.results / "latest.md").write_text(markdown(results))
+    # a parse-only run (--sizes '') must not replace the latest sizes' figures
+    prefix, latest = ("bench", "latest") if sizes else ("parse", "parse_latest")
+    for name in (f"{prefix}_{stamp}", latest):
+        (args.results / f"{name}.json").write_text(json.dumps(results, indent=2))
+        (args.results / f"{name}.md").write_text(markdown(results))
     print(markdown(results))
     return 0
 
