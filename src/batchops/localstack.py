@@ -153,7 +153,7 @@ class LocalStack:
         emit(f"starting airflow standalone (session {process.pid}); log: {self.log_file}")
         try:
             self._wait_ready(process, ports)
-        except StackError:
+        except (StackError, KeyboardInterrupt):  # Ctrl-C or SIGTERM while starting stops what was started
             self.stop(emit=lambda line: None)
             raise
         emit(f"Airflow is ready: http://localhost:{ports['AIRFLOW_PORT']} (user admin, password "
@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = Path(os.environ.get("AIRFLOW_HOME") or Path.cwd() / "airflow_home")
     stack = LocalStack(home, dict(os.environ))
+    if args.command in ("start", "run"):
+        # SIGTERM while starting, as after, must stop what was started, not leave it running without the script
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "stop":
             stack.stop()
@@ -266,14 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted while starting: the stack was stopped", file=sys.stderr)
+        return 0 if args.command == "run" else 130
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _follow(stack: LocalStack) -> int:
     """Foreground: print the log as it grows; Ctrl-C or SIGTERM stops the whole stack."""
-    def stop_on(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop_on)
     try:
         with stack.log_file.open() as log:
             log.seek(0, os.SEEK_END)
