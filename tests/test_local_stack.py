@@ -93,12 +93,17 @@ def test_sigterm_to_the_foreground_run_stops_every_process(tmp_path):
     foreground = subprocess.Popen([sys.executable, "-m", "batchops.localstack", "run"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     stack = LocalStack(tmp_path / "airflow_home", env)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (stack.state() and stack._serves(PORTS[0], int(env["AIRFLOW_PORT"]))):
-        assert foreground.poll() is None, foreground.stderr.read()
-        time.sleep(2)
-    session = stack.state()["session"]
-    assert session_members(session)
-    foreground.send_signal(signal.SIGTERM)  # what a service manager or `kill` sends to the script
-    assert foreground.wait(120) == 0
-    assert session_members(session) == []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (stack.state() and
+                                                   stack._serves(PORTS[0], int(env["AIRFLOW_PORT"]))):
+            assert foreground.poll() is None, foreground.stderr.read()
+            time.sleep(2)
+        session = stack.state()["session"]
+        assert session_members(session)
+        foreground.send_signal(signal.SIGTERM)  # what a service manager or `kill` sends to the script
+        assert foreground.wait(120) == 0
+        assert session_members(session) == []
+    finally:  # a failure must not leave a stack running for the rest of the suite
+        if stack.running():
+            stack.stop(emit=lambda line: None)
