@@ -225,9 +225,8 @@ def key_text_checks(entity: str, changes: dict[str, Any]) -> list[dict[str, Any]
     return checks
 
 
-def orphans_checked(provider: ProviderConfig, entity: str, ingest_report: dict[str, Any]) -> bool:
+def orphans_checked(provider: ProviderConfig, entity: str, missing: dict[str, set[str]]) -> bool:
     """Whether orphan_checks compares this entity's customer_id with the customer file."""
-    missing = {name: set(result["missing_columns"]) for name, result in ingest_report["entities"].items()}
     return (entity != "customers" and "customers" in provider.entities and "customer_id" in provider.entities[entity].columns
             and "customer_id" not in missing.get("customers", set()) | missing.get(entity, set()))
 
@@ -353,17 +352,17 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         raise InputDataError(f"{ingest_report_path} is missing; clear and re-run the ingest task first")
     ingest_report = read_json(ingest_report_path)
     checks: list[dict[str, Any]] = []
+    missing = {entity: set(result["missing_columns"]) for entity, result in ingest_report["entities"].items()}
     connection = scratch_connection(ctx.settings)
     try:
         for entity, spec in ctx.provider.entities.items():
             with log.timed("validate_entity", entity=entity):
                 metrics = entity_metrics(connection, ctx.staging_dir / f"{entity}.parquet", spec, ctx.snapshot_date,
-                                         orphans_checked(ctx.provider, entity, ingest_report))
+                                         orphans_checked(ctx.provider, entity, missing))
                 checks += entity_checks(ctx.provider, entity, metrics, ingest_report["entities"][entity],
                                         ctx.snapshot_date)
         with log.timed("validate_relationships"):
-            checks += orphan_checks(connection, ctx, {entity: set(result["missing_columns"]) for entity, result
-                                                      in ingest_report["entities"].items()})
+            checks += orphan_checks(connection, ctx, missing)
         checks += delivery_gap_checks(ctx)
     finally:
         connection.close()
