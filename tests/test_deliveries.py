@@ -265,7 +265,7 @@ def test_prune_keeps_the_champion_resumable_runs_and_what_rebuild_needs(incremen
     config = incremental.config_dir / f"{INCREMENTAL}.yaml"
     config.write_text(config.read_text() + "retention: {run_days: 2, failed_run_days: 4, feature_days: 3, "
                                            "prediction_days: 3, models_kept: 1, champions_kept: 1, "
-                                           "airflow_metadata_days: 1}\n")
+                                           "airflow_metadata_days: 1, compact_free_share: 0}\n")
     deliver(incremental, INCREMENTAL, START - timedelta(days=1), 10, "incremental",
             series_start=START - timedelta(days=1))
     # a champion, then not (trained a day earlier: a retrain of the same data would be its identical twin)
@@ -293,7 +293,8 @@ def test_prune_keeps_the_champion_resumable_runs_and_what_rebuild_needs(incremen
     assert removed == {f"{INCREMENTAL}__propensity_scoring/scheduled__{START + timedelta(days=k)}" for k in (1, 2, 3, 4)} \
         | {f"{INCREMENTAL}__propensity_model/manual__early", f"{INCREMENTAL}__propensity_model/manual__retrain"}
     assert not any("scheduled__failed" in line for line in lines)  # young and unfinished: may be resumed
-    apply_prune(incremental, plan, airflow_records=False)
+    done = apply_prune(incremental, plan, airflow_records=False)
+    assert done["compacted"]["compacted"]  # compact_free_share 0: the file is rewritten at every prune
     assert (run_context(incremental, INCREMENTAL, "propensity_model", START, f"scheduled__{START}").run_dir /
             "metrics.json").exists()
     assert failed.run_dir.exists() and (failed.run_dir / "staging").exists()  # what clearing its tasks needs
@@ -331,4 +332,5 @@ def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys
     assert "remove run folder: provider_i__propensity_scoring/scheduled__2026-02-02" in out
     assert "keep   run folder: provider_i__propensity_model/scheduled__2026-02-01" in out and "current champion" in out
     assert "remove rows:" in out and "prediction_days 30" in out
+    assert "remove free space: warehouse file provider_i.duckdb: rewritten" in out and "at least 20%" in out
     assert sorted(p for p in incremental.home.rglob("*") if "airflow" not in str(p)) == before

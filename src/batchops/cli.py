@@ -157,12 +157,16 @@ def prune_command(settings: Settings, args: argparse.Namespace) -> int:
         if not args.dry_run:
             done = apply_prune(settings, plan, airflow_records=not args.keep_airflow_records)
             total += done["bytes"]
+            compacted = done["compacted"]
+            if compacted and compacted["compacted"]:
+                print(f"  compacted the warehouse file: {compacted['bytes_before'] / (1 << 20):,.1f} MiB -> "
+                      f"{compacted['bytes_after'] / (1 << 20):,.1f} MiB")
             records = done["airflow_records"]
             if records and records["returncode"] != 0:
                 print(f"  airflow db clean failed ({records['returncode']}): {records['output'][-500:]}", file=sys.stderr)
                 return 1
     if not args.dry_run:
-        print(f"removed {total / (1 << 20):,.1f} MiB of run folders and models")
+        print(f"removed {total / (1 << 20):,.1f} MiB of run folders, models and warehouse free space")
     return 0
 
 

@@ -251,6 +251,9 @@ class RetentionSettings(StrictModel):
     airflow_metadata_days: int = Field(30, ge=1, description=(
         "Airflow's records (runs, task instances, XComs, logs) of this provider's DAGs, removed with airflow db "
         "clean; a run older than this cannot be cleared and resumed any more."))
+    compact_free_share: Fraction = Field(0.2, description=(
+        "After removing rows, prune rewrites the warehouse file when at least this share of it is free space "
+        "(DuckDB reuses freed space but never shrinks its file); 0 rewrites it at every prune, 1 never."))
 
     @model_validator(mode="after")
     def _failed_runs_outlive_their_airflow_records(self) -> RetentionSettings:

@@ -25,6 +25,7 @@ from batchops.config import ConfigSet, ProviderConfig
 from batchops.models import ensure_registry
 from batchops.owner import owner_tag
 from batchops.settings import Settings
+from batchops.storage.compact import compact, free_bytes
 from batchops.storage.rebuild import run_history
 from batchops.storage.warehouse import open_warehouse, transaction, warehouse_path
 
@@ -72,6 +73,7 @@ class PrunePlan:
     metadata_before: datetime | None = None
     dag_ids: list[str] = dataclasses.field(default_factory=list)
     watermarks: dict[str, date] = dataclasses.field(default_factory=dict)
+    compact_free_share: float | None = None  # rewrite the warehouse file when this share of it is free
 
     def remove(self, kind: str, target: str, reason: str, size: int = 0) -> None:
         self.removals.append(Removal(kind, target, reason, False, size))
@@ -168,6 +170,7 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> None
     with open_warehouse(settings, provider.provider_id) as warehouse:
         tables = {row[0] for row in warehouse.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        size, free = free_bytes(warehouse.duckdb)
         counted = []
         for table, column, before, window in (("features", "source_snapshot", features_before, "feature_days"),
                                               ("labels", "source_snapshot", features_before, "feature_days"),
@@ -190,6 +193,12 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> None
             plan.remove("rows", f"{rows:,} rows of {table}", f"{'no longer valid since' if 'valid_to' in sql else 'for drops'}"
                         f" before {before} ({window} {getattr(policy, window)})")
             plan.statements.append((sql, {"before": before.isoformat()}))
+    if policy.compact_free_share < 1:
+        plan.compact_free_share = policy.compact_free_share
+        plan.remove("free space", f"warehouse file {provider.provider_id}.duckdb",
+                    f"rewritten without the space deleted rows held when at least {policy.compact_free_share:.0%} of "
+                    f"it is free after the removals (now {free / (1 << 20):,.1f} MiB free of {size / (1 << 20):,.1f} "
+                    "MiB; compact_free_share)")
 
 
 def _run_folders(plan: PrunePlan, settings: Settings, provider: ProviderConfig, champion_runs: set[str]) -> None:
@@ -254,12 +263,17 @@ def _remove_folder(folder: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+def airflow_clean_arguments(dag_ids: list[str], before: datetime, dry_run: bool = False) -> list[str]:
+    """The `airflow` command line that removes these DAGs' records from before `before`."""
+    return (["db", "clean", "--clean-before-timestamp", before.isoformat(), "--dag-ids", ",".join(dag_ids),
+             "--tables", METADATA_TABLES, "--skip-archive", "--yes"] + (["--dry-run"] if dry_run else []))
+
+
 def clean_airflow_records(dag_ids: list[str], before: datetime, dry_run: bool = False) -> subprocess.CompletedProcess:
     """`airflow db clean` of these DAGs' records from before `before` (a process of its own: in Airflow 3 a task
     has no database session, the CLI has)."""
-    command = [sys.executable, "-m", "airflow", "db", "clean", "--clean-before-timestamp", before.isoformat(),
-               "--dag-ids", ",".join(dag_ids), "--tables", METADATA_TABLES, "--skip-archive", "--yes"]
-    return subprocess.run(command + (["--dry-run"] if dry_run else []), capture_output=True, text=True, timeout=3600)
+    command = [sys.executable, "-m", "airflow", *airflow_clean_arguments(dag_ids, before, dry_run)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=3600)
 
 
 def apply_prune(settings: Settings, plan: PrunePlan, airflow_records: bool = True) -> dict[str, Any]:
@@ -279,6 +293,9 @@ def apply_prune(settings: Settings, plan: PrunePlan, airflow_records: bool = Tru
                                       "WHERE list_contains($models, model_id) AND pruned_at IS NULL",
                                       {"models": plan.pruned_models})
             warehouse.execute("CHECKPOINT")  # the freed blocks are reused, and the file's tail is given back
+    compacted = None
+    if plan.compact_free_share is not None:
+        compacted = compact(settings, plan.provider_id, plan.compact_free_share)
     for folder in plan.folders:
         if folder.exists():
             _remove_folder(folder)
@@ -287,4 +304,6 @@ def apply_prune(settings: Settings, plan: PrunePlan, airflow_records: bool = Tru
         done = clean_airflow_records(plan.dag_ids, plan.metadata_before)
         cleaned = {"returncode": done.returncode, "output": (done.stdout + done.stderr).strip()[-2000:]}
     removed = [r for r in plan.removals if not r.kept]
-    return {"removed": len(removed), "bytes": sum(r.bytes for r in removed), "airflow_records": cleaned}
+    given_back = compacted["bytes_before"] - compacted["bytes_after"] if compacted else 0
+    return {"removed": len(removed), "bytes": sum(r.bytes for r in removed) + given_back,
+            "airflow_records": cleaned, "compacted": compacted}

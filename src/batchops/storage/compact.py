@@ -1,0 +1,104 @@
+"""Give the disk back: rewrite a provider's warehouse without the space its deleted rows held.
+
+DuckDB reuses the blocks that deletes free (retention, a rerun replacing a day) but never shrinks its file,
+and rows deleted from a row group that still holds live ones keep their space until the group is rewritten.
+`compact` copies every table into a new file (COPY FROM DATABASE writes only live rows), checks that each
+table reads back with the same row count and checksum, and swaps the copy in through the journaled
+`swap_in` (a kill at any step leaves the old file or the new one under the warehouse's name). All of it
+under the provider lock, so no run writes in between. The replaced file is deleted once the swap is done:
+it held the same rows, verified.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from batchops.settings import Settings
+from batchops.storage.backup import (
+    MaintenanceError,
+    fault_point_for,
+    incoming_path,
+    read_fingerprints,
+    stamp,
+    table_fingerprints,
+)
+from batchops.storage.warehouse import duckdb_config, swap_in, wal_path, warehouse_lock, warehouse_path
+
+REPLACED_MARK = ".compacted-"
+
+
+def free_bytes(connection) -> tuple[int, int]:
+    """(the database file's bytes, of which free blocks) of the connection's own database."""
+    block_size, total, free = connection.execute(
+        "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
+        "WHERE database_name = current_database()").fetchone()
+    return int(block_size) * int(total), int(block_size) * int(free)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _remove_replaced_files(target: Path) -> None:
+    """Files a compaction replaced and was killed before deleting (the swap itself was completed)."""
+    for leftover in target.parent.glob(f"{target.name}{REPLACED_MARK}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def compact(settings: Settings, provider_id: str, min_free_share: float = 0.0) -> dict[str, Any]:
+    """Rewrite the warehouse when at least `min_free_share` of its file is free blocks (0: always).
+    Returns {"compacted", "bytes_before", "free_before", "bytes_after"}."""
+    import duckdb  # heavy import kept out of DAG parsing
+
+    target = warehouse_path(settings, provider_id)
+    if not target.exists():
+        return {"compacted": False, "bytes_before": 0, "free_before": 0, "bytes_after": 0}
+    fault = fault_point_for(settings, provider_id)
+    with warehouse_lock(settings, provider_id):
+        _remove_replaced_files(target)
+        from batchops.recovery import remove_dead_temp_files
+
+        remove_dead_temp_files(target.parent, (f".{target.name}.",))
+        connection = duckdb.connect(str(target), config=duckdb_config(settings))
+        incoming: Path | None = None
+        try:
+            connection.execute("CHECKPOINT")  # the file alone holds every commit; deleted blocks counted free
+            size, free = free_bytes(connection)
+            size = max(size, target.stat().st_size)
+            if size == 0 or free < min_free_share * size:
+                return {"compacted": False, "bytes_before": size, "free_before": free, "bytes_after": size}
+            live = table_fingerprints(connection)
+            incoming = incoming_path(target)
+            incoming.unlink()  # DuckDB creates the file itself (an empty file is not a database to it)
+            database = connection.execute("SELECT current_database()").fetchone()[0]
+            connection.execute("ATTACH ? AS batchops_compacted", [str(incoming)])
+            connection.execute(f"COPY FROM DATABASE {_quoted(database)} TO batchops_compacted")
+            connection.execute("DETACH batchops_compacted")
+        except BaseException:
+            if incoming is not None:
+                incoming.unlink(missing_ok=True)
+                wal_path(incoming).unlink(missing_ok=True)
+            raise
+        finally:
+            connection.close()
+        try:
+            with incoming.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            copied = read_fingerprints(incoming)
+            if copied != live:
+                differ = sorted(t for t in set(live) | set(copied) if live.get(t) != copied.get(t))
+                raise MaintenanceError(f"the compacted copy of {target} does not read back as the warehouse "
+                                       f"(tables {differ} differ); the warehouse was left as it was")
+            wal_path(incoming).unlink(missing_ok=True)  # read-only opens leave none; never carry one over
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        fault("compact.copied")
+        kept = swap_in(target, incoming, target.with_name(f"{target.name}{REPLACED_MARK}{stamp()}"), fault)
+        fault("compact.swapped")
+        if kept is not None:
+            kept.unlink(missing_ok=True)
+            wal_path(kept).unlink(missing_ok=True)
+        return {"compacted": True, "bytes_before": size, "free_before": free, "bytes_after": target.stat().st_size}
