@@ -134,3 +134,25 @@ def test_failed_load_changes_nothing(project, monkeypatch):
     with pytest.raises(Exception, match="transactions"):
         load(ctx)
     assert warehouse_counts(project) == before
+
+
+@pytest.mark.parametrize("keys", [
+    ["A1", "a1", "B2", "B2", "C3", " c3", "C3", "D4", None, None],  # both kinds, and one group with both
+    ["K1", "K2", "K3"],  # neither
+    ["X", "X", "X", "y", "Y", "Y"],
+])
+def test_one_pass_over_a_key_finds_what_the_two_checks_found(tmp_path, keys):
+    """key_groups (one GROUP BY over the folded spelling) against the two queries it replaces."""
+    from batchops.stages.validate import key_groups, near_duplicate_keys
+
+    staging = tmp_path / "keys.parquet"
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT unnest($keys::VARCHAR[]) AS k", {"keys": keys})
+        con.execute(f"COPY t TO '{staging}' (FORMAT parquet)")
+        exact = con.execute(
+            "SELECT count(*), coalesce(sum(n), 0), list(k ORDER BY k)[1:5] FROM (SELECT k, count(*) AS n FROM "
+            "read_parquet($staging) WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1)",
+            {"staging": str(staging)}).fetchone()
+        near, duplicates = key_groups(con, staging, "k")
+        assert near == near_duplicate_keys(con, staging, "k")
+        assert duplicates == (exact[0], exact[1], exact[2] or [])
