@@ -174,6 +174,33 @@ def test_a_backfill_of_an_old_date_sees_no_later_drop(incremental):
     pd.testing.assert_frame_equal(features_of(incremental, INCREMENTAL, middle), first_time)
 
 
+def test_increments_declared_as_full_extracts_are_a_finding_not_a_lost_history(project, bad_input):
+    """A provider that sends each day's new rows while its config says delivery: snapshot (the default): stored
+    as a full extract, the day's few rows would replace the history the features read, without a word."""
+    add_provider(project, FULL, "snapshot")
+    deliver(project, FULL, START, 2, "incremental")
+    run_day(project, FULL, START, stages=(ingest, validate, load))
+    before = stored_state_of_entities(project, FULL)
+    ctx = run_context(project, FULL, "propensity_scoring", START + timedelta(days=1), "scheduled__next")
+    ingest(ctx)
+    validate(ctx)
+    passed, why = dq_verdict(ctx)
+    assert not passed and "transactions.* full_extract_share" in why and f"the drop of {START} held" in why
+    assert "declare delivery: incremental on transactions" in why and "customers.* full_extract_share" not in why
+    assert stored_state_of_entities(project, FULL) == before
+    bad_input.record("data", "daily increments delivered to a provider whose transactions are declared full "
+                     "extracts (delivery: snapshot)", why, kept="the day's run is blocked by DQ; the history is untouched")
+    config = project.config_dir / f"{FULL}.yaml"  # declared as what it is, the same drops load and add up
+    config.write_text(config.read_text().replace("delivery: snapshot", "delivery: incremental"))
+    assert dq_verdict(run_day(project, FULL, START + timedelta(days=1), run_id="manual__declared"))[0]
+
+
+def stored_state_of_entities(settings, provider_id: str) -> dict:
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        return {table: con.execute(f"SELECT count(*), sum(hash(t)) FROM {table} t").fetchone()
+                for table in ("customers", "transactions")}
+
+
 def test_a_missing_day_is_a_finding_and_a_late_drop_is_stored_in_its_place(incremental, bad_input):
     deliver(incremental, INCREMENTAL, START, 4, "incremental")
     gap = START + timedelta(days=2)

@@ -279,6 +279,11 @@ class DQDefaults(StrictModel):
     delivery_gaps: Literal["fail", "warn"] = Field("fail", description=(
         "A drop of an incremental entity whose previous drop (by the provider's schedule) was never loaded: "
         "the days in between are missing from its history. fail blocks the run; warn reports it and goes on."))
+    min_snapshot_share: Fraction = Field(0.1, description=(
+        "A full extract (delivery: snapshot) must hold at least this share of the rows of the entity's previous "
+        "drop. Fewer is what a provider sending only each day's new rows looks like (declare delivery: "
+        "incremental), or an extract cut short: stored as a full extract, every row missing from it would leave "
+        "the history the features read. 0 switches the check off; an empty file is min_rows' to judge."))
     near_duplicate_keys: Literal["fail", "warn"] = Field("fail", description=(
         "Key values that differ only in letter case (C0000001 and c0000001) after normalisation: fail the DQ "
         "gate, or only report them. Declare normalize: [trim, upper] on the column to treat them as one."))

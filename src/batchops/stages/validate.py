@@ -19,7 +19,7 @@ from batchops.duck import scratch_connection
 from batchops.errors import InputDataError
 from batchops.runcontext import RunContext
 from batchops.sqlsafe import quote_identifier
-from batchops.storage.versions import loaded_dates
+from batchops.storage.versions import loaded_dates, table_columns
 from batchops.storage.warehouse import open_warehouse, warehouse_path
 
 
@@ -287,15 +287,32 @@ def orphan_checks(connection, ctx: RunContext, missing_columns: dict[str, set[st
     return checks
 
 
-def delivery_gap_checks(ctx: RunContext) -> list[dict[str, Any]]:
-    """An incremental entity's drop whose previous due drop (by the schedule) was never loaded: the days in
-    between are missing from its history, and every feature built on it would be wrong without a word."""
-    incremental = [entity for entity, spec in ctx.provider.entities.items() if spec.delivery == "incremental"]
-    if not incremental or not warehouse_path(ctx.settings, ctx.provider.provider_id).exists():
+def delivery_checks(ctx: RunContext, rows: dict[str, int]) -> list[dict[str, Any]]:
+    """What the drop is, against the drops stored before it. An incremental entity's drop whose previous due
+    drop (by the schedule) was never loaded: the days in between are missing from its history. A full extract
+    holding a small share of the previous drop's rows: an increment declared as a full extract, or a cut one.
+    Either way every feature built on it would be wrong without a word."""
+    entities = ctx.provider.entities
+    incremental = [entity for entity, spec in entities.items() if spec.delivery == "incremental"]
+    share = ctx.provider.dq.min_snapshot_share
+    full = [entity for entity, spec in entities.items() if spec.delivery == "snapshot" and share > 0
+            and rows.get(entity)]
+    if not (incremental or full) or not warehouse_path(ctx.settings, ctx.provider.provider_id).exists():
         return []  # the first drop holds the history
     with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
         loaded = {entity: loaded_dates(warehouse, entity) for entity in incremental}
+        previous = {entity: previous_drop(warehouse, entity, ctx.snapshot_date) for entity in full}
     checks = []
+    for entity, (when, stored_rows) in ((e, p) for e, p in previous.items() if p is not None):
+        observed = rows[entity] / stored_rows if stored_rows else 1.0
+        checks.append(_check(entity, None, "full_extract_share", "rows_vs_previous_drop", share, round(observed, 6),
+                             observed >= share,
+                             f"this full extract holds {rows[entity]:,} rows, the drop of {when} held {stored_rows:,}: "
+                             f"stored as a full extract, the {stored_rows - rows[entity]:,} rows missing from it would "
+                             "leave the history every feature reads. If the provider sends only the rows new since "
+                             f"its last drop, declare delivery: incremental on {entity} (docs/configs.md); if the "
+                             "extract was cut short, ask for it again; if the history really shrank, lower "
+                             "dq.min_snapshot_share" if observed < share else ""))
     for entity in incremental:
         missing = missing_drops(ctx.provider.schedule, ctx.snapshot_date, loaded[entity])
         shown = ", ".join(d.isoformat() for d in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10
@@ -306,6 +323,14 @@ def delivery_gap_checks(ctx: RunContext) -> list[dict[str, Any]]:
                              "each date; a late drop is stored in its place), or set dq.delivery_gaps: warn"
                              if missing else "", warn_only=ctx.provider.dq.delivery_gaps == "warn"))
     return checks
+
+
+def previous_drop(warehouse, entity: str, snapshot: date) -> tuple[date, int] | None:
+    """(date, rows) of the entity's latest drop stored before `snapshot` (load_audit), None for the first."""
+    if table_columns(warehouse, "load_audit") is None:
+        return None
+    return warehouse.execute("SELECT snapshot_date, row_count FROM load_audit WHERE entity = $e AND snapshot_date < "
+                             "$d ORDER BY snapshot_date DESC LIMIT 1", {"e": entity, "d": snapshot}).fetchone()
 
 
 def ocr_checks(provider, entity: str, ocr: dict[str, Any]) -> list[dict[str, Any]]:
@@ -389,7 +414,7 @@ def validate(ctx: RunContext) -> dict[str, Any]:
                                         ctx.snapshot_date)
         with log.timed("validate_relationships"):
             checks += orphan_checks(connection, ctx, missing)
-        checks += delivery_gap_checks(ctx)
+        checks += delivery_checks(ctx, {e: r["rows"] for e, r in ingest_report["entities"].items()})
     finally:
         connection.close()
     failed = [c for c in checks if not c["passed"]]
