@@ -48,7 +48,7 @@ import generate_data
 from bench import machine
 from batchops.config import load_config_set
 from batchops.progress import Steps
-from batchops.storage.retention import airflow_clean_arguments, folder_bytes
+from batchops.storage.retention import METADATA_TABLES, airflow_clean_arguments, folder_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 PROVIDER = "daily"
@@ -73,6 +73,42 @@ def table_rows(path: Path) -> dict[str, int]:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
                                             "WHERE table_schema = 'main' ORDER BY 1").fetchall()]
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+
+
+def metadata_cleans(provider, day: date, index: int, day_started: list[datetime]) -> list[list[str]]:
+    """The `airflow db clean` of what prune removes, in two parts: a run made with `airflow dags test` starts
+    (dag_run.start_date) at its simulated date, its task instances, XComs and logs at the real time. Each part
+    is cut at airflow_metadata_days back on its own clock (in production both clocks are one; prune runs one
+    clean)."""
+    days = provider.retention.airflow_metadata_days
+    dag_ids = [f"{provider.provider_id}__{name}" for name in provider.pipelines]
+    simulated = datetime.combine(day - timedelta(days=days), datetime.min.time(), UTC)
+    real = day_started[max(index - days, 0)]
+    others = ",".join(t for t in METADATA_TABLES.split(",") if t != "dag_run")
+    return [airflow_clean_arguments(dag_ids, simulated, tables="dag_run"),
+            airflow_clean_arguments(dag_ids, real, tables=others)]
+
+
+def table_bytes(path: Path, scratch: Path) -> dict[str, int]:
+    """What each table of a DuckDB file takes on its own: the file it makes alone (copied into an empty
+    database), less an empty database's size. The rest of the warehouse file is free space."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    empty = scratch / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    found = {}
+    with duckdb.connect() as con:
+        con.execute(f"ATTACH '{path}' AS source (READ_ONLY)")
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_catalog = 'source' "
+                                    "AND table_schema = 'main' ORDER BY 1").fetchall():
+            alone = scratch / f"{table}.duckdb"
+            alone.unlink(missing_ok=True)
+            con.execute(f"ATTACH '{alone}' AS alone")
+            con.execute(f'CREATE TABLE alone."{table}" AS SELECT * FROM source.main."{table}"')
+            con.execute("DETACH alone")
+            found[table] = alone.stat().st_size - empty.stat().st_size
+            alone.unlink()
+    empty.unlink()
+    return found
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[float, float, subprocess.CompletedProcess]:
@@ -144,17 +180,28 @@ def markdown(results: dict) -> str:
     last = days[-1]
     lines = [f"# A year of daily operation, simulated ({results['started']})", "",
              f"`python scripts/bench_daily.py --days {results['days_requested']} --customers {results['customers']} "
-             f"--train-every {results['train_every']}`; {results['machine']['cpus']} CPUs. One provider "
+             f"--train-every {results['train_every']} --commands {results.get('commands', 'subprocess')}`; {results['machine']['cpus']} CPUs. One provider "
              "(provider_a's layout, transactions delivered incremental, keyed by transaction_id): the drop of the "
              "first day holds the history, every later drop one day's purchases; the scoring DAG daily, the "
-             "training DAG every train_every days, both with `airflow dags test`; `python -m batchops prune` after "
-             "every day with the shipped retention (_defaults.yaml).", ""]
+             "training DAG every train_every days, both with `airflow dags test` (by Airflow's CLI code in one process, "
+             "`--commands in-process`, unless the command line says subprocess); `python -m batchops prune` after "
+             "every day with the shipped retention (_defaults.yaml), and Airflow's records cleaned as prune does "
+             "(runs on the simulated clock, their task records on the real one).", ""]
     targets = results.get("targets") or {}
     if targets:
         lines += ["| target | measured | |", "|---|---|---|"]
         for row in targets.values():
             lines.append(f"| {row['target']} | {row['measured']} | {'met' if row['met'] else 'NOT met'} |")
         lines.append("")
+    if results.get("warehouse_tables_bytes"):
+        tables = results["warehouse_tables_bytes"]
+        free = days[-1]["warehouse_bytes"] - sum(tables.values())
+        lines += [f"The warehouse on day {days[-1]['day']}, each table on its own: "
+                  + ", ".join(f"{t} {b / 2**20:.1f} MiB" for t, b in sorted(tables.items(), key=lambda i: -i[1]))
+                  + f"; the rest of the file ({max(free, 0) / 2**20:.1f} MiB) is free space. One load of the year's "
+                  "transactions: " + ", ".join(f"{t} {b / 2**20:.1f} MiB" for t, b in
+                                                sorted(results["one_load_tables_bytes"].items(), key=lambda i: -i[1]))
+                  + ".", ""]
     lines += ["| day | date | DAG | seconds | CPU s | outcome | warehouse MiB | runs/ MiB | models MiB | metadata MiB | "
               "landing MiB | transactions rows | features rows | predictions rows |", "|---" * 14 + "|"]
     shown = {1, 2, 7, 8, 30, 60, 90, 120, 180, 240, 300, 365, last["day"]}
@@ -231,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     history = generate_data.make_history(PROVIDER, args.customers, args.seed, START, last_day)
     results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "customers": args.customers, "days_requested": args.days, "train_every": args.train_every,
+               "commands": args.commands,
                "retention": provider.retention.model_dump(), "workdir": str(work), "days": []}
     day_started: list[datetime] = []
     args.results.mkdir(parents=True, exist_ok=True)
@@ -253,17 +301,17 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_folder / "run_summary.md"
             outcome = summary.read_text().splitlines()[0].removeprefix("# Run summary: ") if summary.exists() else \
                 f"no summary (exit {exit_code})"
-            metadata_days = provider.retention.airflow_metadata_days
-            before = day_started[max(index - metadata_days, 0)]
-            prune = ["prune", "--provider", PROVIDER, "--today", day.isoformat(), "--airflow-before", before.isoformat()]
-            if in_process:  # prune's `airflow db clean` in this process too: the command prune runs
-                prune_seconds, _, prune_exit = in_process.batchops([*prune, "--keep-airflow-records"])
-                clean_seconds, _, clean_exit = in_process.airflow(airflow_clean_arguments(
-                    [f"{PROVIDER}__{name}" for name in provider.pipelines], before))
-                prune_seconds, prune_exit = round(prune_seconds + clean_seconds, 2), prune_exit or clean_exit
-            else:
-                prune_seconds, _, pruned = run([sys.executable, "-m", "batchops", *prune], env)
-                prune_exit = pruned.returncode
+            prune = ["prune", "--provider", PROVIDER, "--today", day.isoformat(), "--keep-airflow-records"]
+            commands = [("batchops", prune)] + [("airflow", c) for c in metadata_cleans(provider, day, index, day_started)]
+            prune_seconds, prune_exit = 0.0, 0
+            for program, arguments in commands:
+                if in_process:
+                    seconds_taken, _, code = getattr(in_process, program)(arguments)
+                else:
+                    seconds_taken, _, done_command = run(
+                        [sys.executable, "-m", program, *arguments], env)
+                    code = done_command.returncode
+                prune_seconds, prune_exit = round(prune_seconds + seconds_taken, 2), prune_exit or code
             warehouse = home / "warehouse"
             entry = {"day": index + 1, "date": day.isoformat(), "pipeline": pipeline, "seconds": seconds,
                      "cpu_seconds": cpu_seconds, "stage_seconds": stage_seconds(run_folder),
@@ -288,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                         last_day.isoformat(), "one_load"], env=env, check=True, capture_output=True)
     results["one_load_bytes"] = warehouse_bytes(home / "warehouse", FULL)
     results["one_load_rows"] = table_rows(home / "warehouse" / f"{FULL}.duckdb")
+    results["warehouse_tables_bytes"] = table_bytes(home / "warehouse" / f"{PROVIDER}.duckdb", work / "sizes")
+    results["one_load_tables_bytes"] = table_bytes(home / "warehouse" / f"{FULL}.duckdb", work / "sizes")
     results["targets"] = targets(results)
     (args.results / "daily_year.json").write_text(json.dumps(results, indent=2))
     (args.results / "daily_year.md").write_text(markdown(results))
