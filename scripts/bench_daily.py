@@ -10,7 +10,8 @@ commands `airflow dags test ...`, `python -m batchops prune ...` and the `airflo
 are parsed and run by Airflow's and BatchOps' own CLI code inside this one process, day after day: the same
 code path as typing them, without starting Python and importing Airflow three times a day (which took about
 15 of the 25 seconds a day; a year fits in about an hour instead of 2.5). `--commands subprocess` runs each
-as a process of its own, as before. Per day it records the
+as a process of its own, as before; both give the same predictions and warehouse rows day by day
+(scripts/compare_daily_runs.py). Per day it records the
 run's seconds and outcome, the bytes of the warehouse, of runs/, of the model store, of Airflow's metadata
 database and of the landing drops, and the rows of every warehouse table. Airflow's records are pruned with
 the simulated calendar: the records of the runs made more than airflow_metadata_days simulated days ago.
