@@ -81,6 +81,18 @@ def read_fingerprints(path: Path) -> dict[str, dict[str, Any]]:
         raise MaintenanceError(f"{path} is not a readable DuckDB database ({str(exc).splitlines()[0]})") from exc
 
 
+def verify_copy(copy: Path, expected: dict[str, dict[str, Any]], what: str, consequence: str) -> dict[str, Any]:
+    """fsync a copy of a warehouse and read every table of it back; MaintenanceError naming the tables whose
+    rows or checksum differ from `expected` (the warehouse's table_fingerprints)."""
+    with copy.open("rb+") as handle:
+        os.fsync(handle.fileno())
+    copied = read_fingerprints(copy)
+    if copied != expected:
+        differ = sorted(t for t in set(expected) | set(copied) if expected.get(t) != copied.get(t))
+        raise MaintenanceError(f"{what} does not read back as the warehouse (tables {differ} differ); {consequence}")
+    return copied
+
+
 def verify_database(path: Path) -> list[str]:
     """The tables of a DuckDB file, every one read in full (a damaged block fails here, not after a swap)."""
     return list(read_fingerprints(path))
@@ -112,13 +124,8 @@ def backup(settings: Settings, provider_id: str, keep: int | None = None) -> dic
         live = table_fingerprints(warehouse.duckdb)
         with atomic_path(target) as temp:
             shutil.copyfile(source, temp)
-            with temp.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            copied = read_fingerprints(temp)
-            if copied != live:
-                differ = sorted(t for t in set(live) | set(copied) if live.get(t) != copied.get(t))
-                raise MaintenanceError(f"the copy of {source} does not read back as the warehouse (tables {differ} "
-                                       "differ); no backup was made. Check the disk of the backup folder")
+            copied = verify_copy(temp, live, f"the copy of {source}",
+                                 "no backup was made. Check the disk of the backup folder")
             manifest = {"format": MANIFEST_FORMAT, "provider_id": provider_id, "batchops_version": __version__,
                         "duckdb_version": _duckdb_version(), "created_at": datetime.now(UTC).isoformat(),
                         "source": str(source), "file": target.name, "bytes": temp.stat().st_size,

@@ -11,19 +11,13 @@ it held the same rows, verified.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from batchops.recovery import remove_dead_temp_files
 from batchops.settings import Settings
-from batchops.storage.backup import (
-    MaintenanceError,
-    fault_point_for,
-    incoming_path,
-    read_fingerprints,
-    stamp,
-    table_fingerprints,
-)
+from batchops.sqlsafe import quote_identifier
+from batchops.storage.backup import fault_point_for, incoming_path, stamp, table_fingerprints, verify_copy
 from batchops.storage.warehouse import duckdb_config, swap_in, wal_path, warehouse_lock, warehouse_path
 
 REPLACED_MARK = ".compacted-"
@@ -35,10 +29,6 @@ def free_bytes(connection) -> tuple[int, int]:
         "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
         "WHERE database_name = current_database()").fetchone()
     return int(block_size) * int(total), int(block_size) * int(free)
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _remove_replaced_files(target: Path) -> None:
@@ -58,8 +48,6 @@ def compact(settings: Settings, provider_id: str, min_free_share: float = 0.0) -
     fault = fault_point_for(settings, provider_id)
     with warehouse_lock(settings, provider_id):
         _remove_replaced_files(target)
-        from batchops.recovery import remove_dead_temp_files
-
         remove_dead_temp_files(target.parent, (f".{target.name}.",))
         connection = duckdb.connect(str(target), config=duckdb_config(settings))
         incoming: Path | None = None
@@ -74,7 +62,7 @@ def compact(settings: Settings, provider_id: str, min_free_share: float = 0.0) -
             incoming.unlink()  # DuckDB creates the file itself (an empty file is not a database to it)
             database = connection.execute("SELECT current_database()").fetchone()[0]
             connection.execute("ATTACH ? AS batchops_compacted", [str(incoming)])
-            connection.execute(f"COPY FROM DATABASE {_quoted(database)} TO batchops_compacted")
+            connection.execute(f"COPY FROM DATABASE {quote_identifier(database)} TO batchops_compacted")
             connection.execute("DETACH batchops_compacted")
         except BaseException:
             if incoming is not None:
@@ -84,13 +72,7 @@ def compact(settings: Settings, provider_id: str, min_free_share: float = 0.0) -
         finally:
             connection.close()
         try:
-            with incoming.open("rb+") as handle:
-                os.fsync(handle.fileno())
-            copied = read_fingerprints(incoming)
-            if copied != live:
-                differ = sorted(t for t in set(live) | set(copied) if live.get(t) != copied.get(t))
-                raise MaintenanceError(f"the compacted copy of {target} does not read back as the warehouse "
-                                       f"(tables {differ} differ); the warehouse was left as it was")
+            verify_copy(incoming, live, f"the compacted copy of {target}", "the warehouse was left as it was")
             wal_path(incoming).unlink(missing_ok=True)  # read-only opens leave none; never carry one over
         except BaseException:
             incoming.unlink(missing_ok=True)
