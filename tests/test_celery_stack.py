@@ -21,6 +21,7 @@ from conftest import REPO, make_drop
 pytestmark = pytest.mark.e2e
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer", "celery worker")
 RESUME_DAG = "provider_a__propensity_scoring"
+NO_DROP_DAG = "provider_c__propensity_scoring"
 TODAY = datetime.now(UTC).date()
 
 
@@ -36,7 +37,11 @@ def stack(tmp_path_factory):
         # provider_c gets no drop for today, and waits for one only a minute.
         config = deployment.settings.config_dir / "provider_c.yaml"
         config.write_text(config.read_text() + "landing_timeout_minutes: 1\nlanding_poke_seconds: 5\n")
-        yield deployment.start(COMPONENTS)
+        deployment.start(COMPONENTS)
+        # provider_c's scheduled run waits out its one-minute landing timeout while the tests before
+        # test_a_scheduled_run_whose_drop_never_comes_ends_no_drop_not_failed run (that minute was idle)
+        unpause(deployment, NO_DROP_DAG)
+        yield deployment
     finally:
         deployment.stop()
         assert all(not _pid_alive(pid) for pid in getattr(deployment, "started_pids", []))
@@ -126,8 +131,7 @@ def test_backfill_scores_the_drops_of_its_dates(stack):
 
 
 def test_a_scheduled_run_whose_drop_never_comes_ends_no_drop_not_failed(stack):
-    dag_id = "provider_c__propensity_scoring"
-    unpause(stack, dag_id)
+    dag_id = NO_DROP_DAG  # unpaused when the stack started
     def scheduled_runs():
         runs = stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=scheduled")["dag_runs"]
         return runs or None
