@@ -30,5 +30,6 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     assert tiny["next_day"]["full_extract"]["outcome"] == "# Run summary: COMPLETE"
     parse = latest["parse"]["10"]
     assert parse["dags"] == 21 and parse["errors"] == 0  # and maintenance
+    assert parse["task_parse"]["dags"] == 2 and parse["task_parse"]["errors"] == 0  # its provider's two DAGs
     assert parse["cpu_seconds"] > 0 and any("factory.py" in name for name, _ in parse["profile_share_of_total"])
     assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")

@@ -90,6 +90,41 @@ def test_broken_config_becomes_an_error_dag_and_the_rest_still_load(project, mon
         assert own.task_ids == ["config_error"]
 
 
+def serialized(dag) -> dict:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.to_dict(dag)
+
+
+def test_a_task_parse_builds_only_its_providers_dags_as_the_full_parse_does(project, monkeypatch):
+    """A task's parse (Airflow names the DAG in the parsing context) builds only the DAGs of that provider's
+    file, identical to those of the DAG processor's full parse."""
+    full = dagbag_for(project.home, monkeypatch)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "provider_b__propensity_scoring")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "score")
+    one = dagbag_for(project.home, monkeypatch)
+    assert one.import_errors == {}
+    assert sorted(one.dags) == ["provider_b__propensity_model", "provider_b__propensity_scoring"]
+    for dag_id, dag in one.dags.items():
+        assert serialized(dag) == serialized(full.dags[dag_id]), dag_id
+
+
+@pytest.mark.parametrize("dag_id", ["batchops_maintenance", "provider_x__propensity_model", "no_such_dag",
+                                    "provider_a__propensity_model"])
+def test_a_task_parse_of_anything_but_a_healthy_providers_dag_gets_the_full_set(project, monkeypatch, dag_id):
+    """The maintenance DAG, a broken file's error DAGs, an unknown id and a provider id two files claim come from the
+    full parse, exactly as the DAG processor made them."""
+    (project.config_dir / "provider_x.yaml").write_text("provider_id: provider_x\nentities: {}\nshedule: x\n")
+    copy = (project.config_dir / "provider_a.yaml").read_text()  # a second file that says it is provider_a
+    (project.config_dir / "provider_a_copy.yaml").write_text(copy)
+    full = dagbag_for(project.home, monkeypatch)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", dag_id)
+    again = dagbag_for(project.home, monkeypatch)
+    assert sorted(again.dags) == sorted(full.dags)
+    if dag_id in full.dags:
+        assert serialized(again.dags[dag_id]) == serialized(full.dags[dag_id])
+
+
 def test_parsing_is_fast_and_imports_nothing_heavy():
     probe = (
         "import json, sys, time\n"

@@ -256,15 +256,36 @@ class DagSet:
     broken_files: dict[str, list[ConfigIssue]] = field(default_factory=dict)
 
 
-def build_dag_set(settings: Settings) -> DagSet:
-    """One DAG per (provider, pipeline) pair, plus one error DAG per broken config file."""
+def sole_provider_file(config_set: ConfigSet, dag_id: str) -> str | None:
+    """The provider file that makes `dag_id`, when that file and no other makes each of its DAG ids (so its
+    DAGs come out the same whether built alone or with every other file); None otherwise."""
+    makers: dict[str, set[str]] = {}
+    for provider, pipeline in config_set.dag_pairs():
+        makers.setdefault(f"{provider.provider_id}__{pipeline.pipeline_id}", set()).add(
+            str(config_set.provider_files[provider.provider_id]))
+    if len(makers.get(dag_id, ())) != 1:
+        return None
+    (file,) = makers[dag_id]
+    return file if all(len(files) == 1 for files in makers.values() if file in files) else None
+
+
+def build_dag_set(settings: Settings, only_dag_id: str | None = None) -> DagSet:
+    """One DAG per (provider, pipeline) pair, plus one error DAG per broken config file.
+
+    only_dag_id (a task's parse, Airflow's parsing context): only the DAGs of the provider file that makes it,
+    built exactly as in the full set; at 1,000 providers a task otherwise built 2,001 DAGs to run one task.
+    Anything else (an error DAG, the maintenance DAG, a file with a refused DAG, an id two files make) gets
+    the full set, whose `issues` only it holds complete."""
     config_set: ConfigSet = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    only_file = sole_provider_file(config_set, only_dag_id) if only_dag_id else None
     result = DagSet(config_set, issues=list(config_set.issues),
                     broken_files={file: list(issues) for file, issues in config_set.broken_files.items()})
     built: dict[str, list[DAG]] = {}
     owners: dict[str, str] = {}
     for provider, pipeline in config_set.dag_pairs():
         provider_file = str(config_set.provider_files[provider.provider_id])
+        if only_file is not None and provider_file != only_file:
+            continue
         files = {"provider_config": config_set.provider_files[provider.provider_id],
                  "defaults": config_set.defaults_file,
                  "pipeline_config": config_set.pipeline_files[pipeline.pipeline_id]}
@@ -285,6 +306,11 @@ def build_dag_set(settings: Settings) -> DagSet:
             continue
         owners[dag_id] = provider_file
         built.setdefault(provider_file, []).append(dag)
+    if only_file is not None:
+        if only_file not in result.broken_files:
+            result.dags.update((dag.dag_id, dag) for dag in built.get(only_file, ()))
+            return result
+        return build_dag_set(settings)  # the file shows as error DAGs: those come from the full set
     for provider_file, dags in built.items():
         if provider_file in result.broken_files:
             continue  # a file with any refused DAG shows as one error DAG, like a file that fails validation
@@ -339,6 +365,7 @@ def expected_dag_ids(file: Path, settings: Settings, config_set: ConfigSet) -> l
     return [f"{provider_id}__{name}" for name in names]
 
 
-def build_dags(settings: Settings) -> dict[str, DAG]:
-    """All DAGs of a deployment (what dags/batchops_dags.py puts into its globals)."""
-    return build_dag_set(settings).dags
+def build_dags(settings: Settings, only_dag_id: str | None = None) -> dict[str, DAG]:
+    """All DAGs of a deployment (what dags/batchops_dags.py puts into its globals); with only_dag_id (the DAG a
+    task runs, from Airflow's parsing context), those of its provider file only (build_dag_set)."""
+    return build_dag_set(settings, only_dag_id).dags
