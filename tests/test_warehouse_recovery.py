@@ -96,6 +96,31 @@ def test_rebuild_from_the_landing_drops_gives_back_the_same_tables(history, caps
                      kept="the damaged file kept as provider_a.duckdb.replaced-<time>")
 
 
+def test_rebuild_refuses_when_drops_it_loaded_are_gone_from_landing(history, capsys, bad_input):
+    """An operator archives old drops to free the disk; a later rebuild from what is left would silently lose
+    their rows, so it is refused (nothing built, nothing replaced) unless asked for knowingly."""
+    import shutil
+
+    original = tables(history)
+    shutil.rmtree(history.data_dir / "provider_a" / "2026-02-02")
+    assert main(["--home", str(history.home), "rebuild", "--provider", "provider_a"]) == 1
+    error = capsys.readouterr().err
+    assert "1 drop(s) of provider_a that the warehouse loaded are no longer under" in error and "2026-02-02" in error
+    assert "python -m batchops restore --provider provider_a" in error and "--allow-missing-drops" in error
+    assert tables(history) == original
+    assert not list(history.warehouse_dir.glob("provider_a.duckdb.replaced-*"))
+    bad_input.record("data", "`rebuild` after a loaded landing drop was archived or deleted", error,
+                     home=history.home, kept="warehouse unchanged, nothing built or replaced")
+    # asked for knowingly: rebuilt from the drops left, the gone drop's rows are not there and it says so
+    assert main(["--home", str(history.home), "rebuild", "--provider", "provider_a", "--allow-missing-drops"]) == 0
+    printed = capsys.readouterr().out
+    assert "2026-02-02: loaded before, landing drop gone: left out" in printed
+    assert "1 loaded before and gone from the landing folder" in printed
+    with duckdb.connect(str(warehouse_path(history, "provider_a")), read_only=True) as con:
+        assert con.execute("SELECT list(DISTINCT snapshot_date ORDER BY snapshot_date) FROM load_audit").fetchone()[0] \
+            == [date(2026, 2, 1)]
+
+
 def test_backup_then_restore_after_damage(history, capsys):
     original = tables(history)
     assert main(["--home", str(history.home), "backup", "--provider", "provider_a", "--keep", "2"]) == 0

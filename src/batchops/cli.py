@@ -109,9 +109,13 @@ def maintenance_command(settings: Settings, args: argparse.Namespace) -> int:
               f"{len(result['tables'])} tables, sha256); the replaced file is kept as "
               f"{result['previous_file'] or '(there was none)'}")
     else:
-        result = rebuild(settings, config_set, args.provider, args.since, skip=args.skip or ())
+        result = rebuild(settings, config_set, args.provider, args.since, skip=args.skip or (),
+                         allow_missing_drops=args.allow_missing_drops)
         loaded = [s for s in result["snapshots"] if s["loaded"]]
         skipped = f" ({len(result['skipped'])} left out by --skip)" if result["skipped"] else ""
+        if result["missing_drops_left_out"]:
+            skipped += (f" ({len(result['missing_drops_left_out'])} loaded before and gone from the landing folder, "
+                        "left out by --allow-missing-drops)")
         print(f"rebuilt {result['warehouse']} from {len(loaded)} of {len(result['snapshots'])} landing drops"
               f"{skipped}; {len(result['models_registered'])} model(s) re-registered; the replaced file is kept as "
               f"{result['previous_file'] or '(there was none)'}")
@@ -241,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     rebuild.add_argument("--from", dest="since", type=iso_date, help="leave out drops before this date (YYYY-MM-DD)")
     rebuild.add_argument("--skip", action="append", type=iso_date, metavar="DATE",
                          help="leave out the drop of this date (YYYY-MM-DD); repeat for several")
+    rebuild.add_argument("--allow-missing-drops", action="store_true",
+                         help="rebuild even though drops the warehouse loaded are gone from the landing folder "
+                              "(their rows will be missing); without it such a rebuild is refused")
     prune = commands.add_parser("prune", help="remove what retention no longer keeps (rows, run folders, models, "
                                               "Airflow's records), saying why; --dry-run only lists it")
     prune.add_argument("--provider", help="one provider_id (default: every provider)")

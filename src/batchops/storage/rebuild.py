@@ -209,13 +209,34 @@ def _register_stored_models(settings: Settings, build: Settings, provider_id: st
     return registered, skipped
 
 
+def loaded_drops(path: Path, note: Callable[[str], None]) -> list[date] | None:
+    """The snapshot dates the warehouse file says it loaded (load_audit); None when there is no file or it
+    cannot be read (a damaged file is what a rebuild is for)."""
+    if not path.exists():
+        return None
+    import duckdb
+
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'load_audit'").fetchone()[0]:
+                return []
+            return [row[0] for row in con.execute("SELECT DISTINCT snapshot_date FROM load_audit ORDER BY 1").fetchall()]
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways; the rebuild still runs
+        note(f"the warehouse's load record cannot be read ({type(exc).__name__}), so the drops it loaded are not "
+             "checked against the landing folder")
+        return None
+
+
 def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: date | None = None,
-            note: Callable[[str], None] = print, skip: list[date] | tuple[date, ...] = ()) -> dict[str, Any]:
+            note: Callable[[str], None] = print, skip: list[date] | tuple[date, ...] = (),
+            allow_missing_drops: bool = False) -> dict[str, Any]:
     """Build the provider's warehouse anew from its landing drops and swap it in under the provider lock.
 
     The lock is taken first and held to the end, so runs of this provider wait instead of writing to a file
     that is about to be replaced. Drops before `since` and those in `skip` are left out; a drop that fails
-    is listed in result["failed"] and the others are still rebuilt."""
+    is listed in result["failed"] and the others are still rebuilt. A drop the current warehouse loaded
+    (load_audit) whose landing folder is gone (archived, deleted) stops the rebuild before anything is
+    built, since the new file would silently lack its rows, unless `allow_missing_drops`."""
     if provider_id not in config_set.providers:
         raise MaintenanceError(f"no valid provider config {provider_id!r}; known: {sorted(config_set.providers)}")
     provider = config_set.providers[provider_id]
@@ -238,6 +259,18 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
     problems: list[str] = []
     pause_point("rebuild.before_lock", provider_id, settings.warehouse_dir / "tmp" / provider_id)
     with warehouse_lock(settings, provider_id):
+        loaded = loaded_drops(target, note) or []
+        missing = [d for d in loaded if d not in found and (since is None or d >= since)]
+        if missing and not allow_missing_drops:
+            listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise MaintenanceError(
+                f"{len(missing)} drop(s) of {provider_id} that the warehouse loaded are no longer under "
+                f"{settings.data_dir} (landing_path {provider.landing_path!r}): {listed}. A rebuild from the drops "
+                "left would lose their rows, so nothing was replaced. Put those drops back, or restore a backup "
+                f"instead (python -m batchops restore --provider {provider_id}), or rebuild without them "
+                f"knowingly: python -m batchops rebuild --provider {provider_id} --allow-missing-drops")
+        for day in missing:
+            note(f"{day}: loaded before, landing drop gone: left out (--allow-missing-drops)")
         remove_dead_temp_files(settings.warehouse_dir, (f".rebuild-{provider_id}.", f".{target.name}."))
         history = run_history(settings, provider, problems)  # under the lock: every committed run is in it
         from batchops.storage.retention import read_watermarks
@@ -276,4 +309,5 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
             "models_skipped": skipped, "tables": tables, "previous_file": str(kept) if kept else None,
             "left_out_before": since.isoformat() if since else None,
             "skipped": [s.isoformat() for s in sorted(skip)],
+            "missing_drops_left_out": [d.isoformat() for d in missing],
             "failed": [r for r in results if r.get("failed")], "unreadable_runs": problems}
