@@ -243,14 +243,17 @@ def parse_dags(root: Path, providers: int) -> dict:
              "started, cpu = time.perf_counter(), time.process_time(); bag = DagBag(sys.argv[1])\n"
              "print(json.dumps({'seconds': time.perf_counter() - started, 'cpu_seconds': time.process_time() - cpu,"
              " 'dags': len(bag.dags), 'errors': len(bag.import_errors)}))")
-    result = json.loads(subprocess.run([sys.executable, "-c", probe, str(REPO / "dags")], env=env, check=True,
-                                       capture_output=True, text=True).stdout.strip().splitlines()[-1])
+
+    def parse_in_a_fresh_process(parse_env: dict[str, str]) -> dict:
+        done = subprocess.run([sys.executable, "-c", probe, str(REPO / "dags")], env=parse_env, check=True,
+                              capture_output=True, text=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    result = parse_in_a_fresh_process(env)
     # what each task's parse costs: Airflow names the task's DAG in the parsing context
-    task_env = {**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID": "provider_0000__propensity_scoring",
-                "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "score"}
-    result["task_parse"] = json.loads(subprocess.run([sys.executable, "-c", probe, str(REPO / "dags")], env=task_env,
-                                                     check=True, capture_output=True, text=True
-                                                     ).stdout.strip().splitlines()[-1])
+    result["task_parse"] = parse_in_a_fresh_process({**env, "_AIRFLOW_PARSING_CONTEXT_DAG_ID":
+                                                     "provider_0000__propensity_scoring",
+                                                     "_AIRFLOW_PARSING_CONTEXT_TASK_ID": "score"})
     profiled = ("import cProfile, json, pstats, sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
                 "profile = cProfile.Profile(); profile.enable(); DagBag(sys.argv[1]); profile.disable()\n"
                 "stats = pstats.Stats(profile); total = stats.total_tt\n"

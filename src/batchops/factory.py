@@ -256,12 +256,16 @@ class DagSet:
     broken_files: dict[str, list[ConfigIssue]] = field(default_factory=dict)
 
 
+def dag_id_of(provider: ProviderConfig, pipeline: PipelineSpec) -> str:
+    return f"{provider.provider_id}__{pipeline.pipeline_id}"
+
+
 def sole_provider_file(config_set: ConfigSet, dag_id: str) -> str | None:
     """The provider file that makes `dag_id`, when that file and no other makes each of its DAG ids (so its
     DAGs come out the same whether built alone or with every other file); None otherwise."""
     makers: dict[str, set[str]] = {}
     for provider, pipeline in config_set.dag_pairs():
-        makers.setdefault(f"{provider.provider_id}__{pipeline.pipeline_id}", set()).add(
+        makers.setdefault(dag_id_of(provider, pipeline), set()).add(
             str(config_set.provider_files[provider.provider_id]))
     if len(makers.get(dag_id, ())) != 1:
         return None
@@ -278,6 +282,17 @@ def build_dag_set(settings: Settings, only_dag_id: str | None = None) -> DagSet:
     the full set, whose `issues` only it holds complete."""
     config_set: ConfigSet = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
     only_file = sole_provider_file(config_set, only_dag_id) if only_dag_id else None
+    if only_file is not None:
+        alone = _dag_set(settings, config_set, only_file)
+        if only_file not in alone.broken_files:
+            return alone
+        # the file shows as error DAGs, which come from the full set (built from the configs already loaded)
+    return _dag_set(settings, config_set, None)
+
+
+def _dag_set(settings: Settings, config_set: ConfigSet, only_file: str | None) -> DagSet:
+    """build_dag_set's loop over the loaded configs: every file, or only `only_file`'s DAGs (no error DAGs,
+    no maintenance DAG; the caller falls back to every file when that file is broken)."""
     result = DagSet(config_set, issues=list(config_set.issues),
                     broken_files={file: list(issues) for file, issues in config_set.broken_files.items()})
     built: dict[str, list[DAG]] = {}
@@ -289,7 +304,7 @@ def build_dag_set(settings: Settings, only_dag_id: str | None = None) -> DagSet:
         files = {"provider_config": config_set.provider_files[provider.provider_id],
                  "defaults": config_set.defaults_file,
                  "pipeline_config": config_set.pipeline_files[pipeline.pipeline_id]}
-        dag_id = f"{provider.provider_id}__{pipeline.pipeline_id}"
+        dag_id = dag_id_of(provider, pipeline)
         problem = None
         if dag_id in owners:
             problem = ConfigIssue(provider_file, "provider_id", f"DAG id {dag_id} is also made by {owners[dag_id]}")
@@ -307,10 +322,8 @@ def build_dag_set(settings: Settings, only_dag_id: str | None = None) -> DagSet:
         owners[dag_id] = provider_file
         built.setdefault(provider_file, []).append(dag)
     if only_file is not None:
-        if only_file not in result.broken_files:
-            result.dags.update((dag.dag_id, dag) for dag in built.get(only_file, ()))
-            return result
-        return build_dag_set(settings)  # the file shows as error DAGs: those come from the full set
+        result.dags.update((dag.dag_id, dag) for dag in built.get(only_file, ()))
+        return result
     for provider_file, dags in built.items():
         if provider_file in result.broken_files:
             continue  # a file with any refused DAG shows as one error DAG, like a file that fails validation
