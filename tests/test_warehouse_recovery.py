@@ -121,6 +121,20 @@ def test_rebuild_refuses_when_drops_it_loaded_are_gone_from_landing(history, cap
             == [date(2026, 2, 1)]
 
 
+def test_a_damaged_file_cannot_hide_an_archived_drop_from_rebuild(history, capsys):
+    """The load record of an empty (or unreadable) file says nothing; the run folders still say which drops
+    features were built from, so the archived one stops the rebuild all the same."""
+    (history.data_dir / "provider_a" / "2026-02-02").rename(history.data_dir / "provider_a" / "2026-02-02.archived")
+    warehouse_path(history, "provider_a").write_bytes(b"")
+    assert main(["--home", str(history.home), "rebuild", "--provider", "provider_a"]) == 1
+    captured = capsys.readouterr()
+    assert "load record cannot be read" in captured.out
+    assert "1 drop(s) of provider_a that the warehouse loaded are no longer under" in captured.err
+    assert "2026-02-02" in captured.err
+    assert warehouse_path(history, "provider_a").stat().st_size == 0  # nothing swapped in
+    assert not list(history.warehouse_dir.glob("provider_a.duckdb.replaced-*"))
+
+
 def test_backup_then_restore_after_damage(history, capsys):
     original = tables(history)
     assert main(["--home", str(history.home), "backup", "--provider", "provider_a", "--keep", "2"]) == 0

@@ -211,7 +211,7 @@ def _register_stored_models(settings: Settings, build: Settings, provider_id: st
 
 def loaded_drops(path: Path, note: Callable[[str], None]) -> list[date] | None:
     """The snapshot dates the warehouse file says it loaded (load_audit); None when there is no file or it
-    cannot be read (a damaged file is what a rebuild is for)."""
+    cannot be read (a damaged file is what a rebuild is for; the run folders still tell)."""
     if not path.exists():
         return None
     import duckdb
@@ -259,8 +259,11 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
     problems: list[str] = []
     pause_point("rebuild.before_lock", provider_id, settings.warehouse_dir / "tmp" / provider_id)
     with warehouse_lock(settings, provider_id):
-        loaded = loaded_drops(target, note) or []
-        missing = [d for d in loaded if d not in found and (since is None or d >= since)]
+        history = run_history(settings, provider, problems)  # under the lock: every committed run is in it
+        # the drops the warehouse holds: its load record and, when the file is too damaged to say, the run
+        # folders of the drops features were built from (a loaded drop)
+        loaded = set(loaded_drops(target, note) or ()) | set(history)
+        missing = sorted(d for d in loaded if d not in found and (since is None or d >= since))
         if missing and not allow_missing_drops:
             listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             raise MaintenanceError(
@@ -272,7 +275,6 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
         for day in missing:
             note(f"{day}: loaded before, landing drop gone: left out (--allow-missing-drops)")
         remove_dead_temp_files(settings.warehouse_dir, (f".rebuild-{provider_id}.", f".{target.name}."))
-        history = run_history(settings, provider, problems)  # under the lock: every committed run is in it
         from batchops.storage.retention import read_watermarks
 
         history = without_pruned(history, read_watermarks(settings, provider_id), note)
