@@ -144,6 +144,25 @@ def test_psi_is_zero_for_the_same_shares_and_large_for_a_shift():
     assert "null share" in drift_report(profile, emptied, 0.25, 0.1, "warn")["summary"]
 
 
+def test_category_shares_are_the_same_however_the_column_is_typed():
+    """Scoring reads categories as pandas categories, a caller may pass text, Arrow strings or numbers: the
+    report counts the values as the training profile's text keys in every case (unused categories, nulls and
+    values the training never saw included)."""
+    profile = training_profile(pd.DataFrame({"region": ["n", "s", "n", None, "7"]}), [], ["region"])
+    values = ["n", "n", "s", None, "w", "7", "7"]
+    typed = {"object": pd.Series(values, dtype=object),
+             "category": pd.Series(pd.Categorical(values, categories=["n", "s", "w", "7", "unused"])),
+             "arrow": pd.Series(values, dtype="string[pyarrow]")}
+    reports = {kind: drift_report(profile, pd.DataFrame({"region": column}), 0.25, 0.1, "warn")
+               for kind, column in typed.items()}
+    numbers = drift_report(profile, pd.DataFrame({"region": [7, 7, None, 7.0]}), 0.25, 0.1, "warn")
+    assert reports["object"] == reports["category"] == reports["arrow"]
+    [feature] = reports["object"]["features"]
+    # now: n 2/6, s 1/6, 7 2/6 and 'w' (unknown) 1/6 against training n 2/4, s 1/4, 7 1/4, other 0
+    expected = psi([0.5, 0.25, 0.25, 0.0], [2 / 6, 1 / 6, 2 / 6, 1 / 6])
+    assert feature["psi"] == pytest.approx(expected, abs=1e-5) and feature["null_share_now"] == round(1 / 7, 6)
+    assert numbers["features"][0]["psi"] != feature["psi"]  # 7.0 is the text '7.0', not the category '7'
+
 # ---------------------------------------------------------------- through the stages
 
 
