@@ -7,6 +7,7 @@ BatchOps tasks that open the run tab. The pages are served by batchops.ui (FastA
 
 from __future__ import annotations
 
+from functools import cached_property
 from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
@@ -34,10 +35,16 @@ def _fastapi_app():
 
 class BatchOpsPlugin(AirflowPlugin):
     name = "batchops"
-    fastapi_apps = [{"app": _fastapi_app(), "url_prefix": URL_PREFIX, "name": "BatchOps"}]
     external_views = [
         {"name": "BatchOps", "href": f"{URL_PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}", "destination": "dag_run",
          "url_route": "batchops_run"},
         {"name": "BatchOps", "href": f"{URL_PREFIX}/", "destination": "nav", "url_route": "batchops"},
     ]
     global_operator_extra_links = [BatchOpsRunLink()]
+
+    @cached_property
+    def fastapi_apps(self) -> list[dict]:
+        """Built when first asked for (the api-server mounting it, `airflow plugins`), not when the file is
+        imported: every task process loads the plugins for their macros, and building the app there imported
+        Airflow's security and ORM modules and started the config warm-up thread, 0.7 s before every task."""
+        return [{"app": _fastapi_app(), "url_prefix": URL_PREFIX, "name": "BatchOps"}]

@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from datetime import date
 
 import pytest
@@ -91,6 +92,20 @@ def test_plugin_is_registered_with_its_views(client):
     batchops = next(p for p in plugins if p["name"] == "batchops")
     assert {v["destination"] for v in batchops["external_views"]} == {"dag_run", "nav"}
     assert batchops["global_operator_extra_links"]
+
+
+def test_a_task_process_loads_the_plugin_without_building_the_pages_app(tmp_path):
+    """Every task process loads the plugins (for their macros); the pages' app, with Airflow's security and
+    ORM modules it imports and the config warm-up thread it starts, is built only where it is served."""
+    probe = ("import sys\n"
+             "from airflow.sdk.plugins_manager import integrate_macros_plugins\n"
+             "integrate_macros_plugins()\n"
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('batchops'))))\n")
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"), "AIRFLOW_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    loaded = done.stdout.split()
+    assert done.returncode == 0 and "batchops_plugin" in loaded, done.stderr[-2000:]
+    assert not [m for m in loaded if m.startswith("batchops.ui")], loaded
 
 
 def test_anonymous_requests_are_refused(client):
