@@ -45,6 +45,7 @@ class BatchOpsPlugin(AirflowPlugin):
     @cached_property
     def fastapi_apps(self) -> list[dict]:
         """Built when first asked for (the api-server mounting it, `airflow plugins`), not when the file is
-        imported: every task process loads the plugins for their macros, and building the app there imported
-        Airflow's security and ORM modules and started the config warm-up thread, 0.7 s before every task."""
+        imported: the scheduler, DAG processor, triggerer, workers and tasks load the plugins too (for macros
+        and links), and building the app there imported Airflow's security and ORM modules (0.7 s) and
+        started the config warm-up thread, for pages only the api-server serves."""
         return [{"app": _fastapi_app(), "url_prefix": URL_PREFIX, "name": "BatchOps"}]
