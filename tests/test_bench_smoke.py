@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     results = tmp_path / "results"
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--sizes", "tiny", "--results",
-                           str(results), "--parse-providers", "10"], capture_output=True, text=True, timeout=1200)
+                           str(results), "--parse-providers", "10",
+                           "--next-day-repeats", "2"], capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-4000:]
     latest = json.loads((results / "latest.json").read_text())
     tiny = latest["sizes"]["tiny"]
@@ -28,6 +29,10 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     assert 0 < tiny["dag"]["orchestration_seconds"] < tiny["dag"]["seconds"]
     assert tiny["next_day"]["increment"]["outcome"] == "# Run summary: COMPLETE"
     assert tiny["next_day"]["full_extract"]["outcome"] == "# Run summary: COMPLETE"
+    for kind in ("full_extract", "increment"):  # each run again from the same state, and complete every time
+        run = tiny["next_day"][kind]
+        assert len(run["runs_seconds"]) == 2 and run["outcomes"] == ["# Run summary: COMPLETE"], run
+        assert run["seconds"] in run["runs_seconds"]
     parse = latest["parse"]["10"]
     assert parse["dags"] == 21 and parse["errors"] == 0  # and maintenance
     assert parse["task_parse"]["dags"] == 2 and parse["task_parse"]["errors"] == 0  # its provider's two DAGs
