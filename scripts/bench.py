@@ -100,6 +100,22 @@ def bench_env(root: Path, memory_limit: str | None) -> dict[str, str]:
     return env
 
 
+def dag_test(root: Path, env: dict[str, str], dag_id: str, snapshot: str) -> tuple[dict, Path, list[dict]]:
+    """`airflow dags test` of `dag_id` for `snapshot`, measured; the result gets the stages' own seconds from
+    the run's logs.jsonl. Also returns the run's folder and its events."""
+    result = measure(["airflow", "dags", "test", dag_id, snapshot, "--conf", json.dumps({"snapshot_date": snapshot})],
+                     env)
+    result.pop("stdout")
+    run_folder = sorted(p for p in (root / "runs" / dag_id).iterdir() if not p.name.startswith("."))[-1]
+    events = [json.loads(line) for line in (run_folder / "logs.jsonl").read_text().splitlines()]
+    result["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
+    return result, run_folder, events
+
+
+def summary_line(run_folder: Path) -> str:
+    return (run_folder / "run_summary.md").read_text().splitlines()[0]
+
+
 STEPS_PER_SIZE = 7 + len(STAGES)  # generate, three anchors, the two DAGs, the next day, every stage alone
 NEXT_DAY = "2026-02-02"
 
@@ -139,14 +155,8 @@ def next_day_runs(root: Path, env: dict[str, str], data: Path, repeats: int = 3)
     for _ in range(repeats):
         for provider, kind in kinds.items():
             shutil.copy(state / f"{provider}.duckdb", warehouse / f"{provider}.duckdb")
-            result = measure(["airflow", "dags", "test", f"{provider}__propensity_scoring", NEXT_DAY, "--conf",
-                              json.dumps({"snapshot_date": NEXT_DAY})], env)
-            result.pop("stdout")
-            run_folder = sorted(p for p in (root / "runs" / f"{provider}__propensity_scoring").iterdir()
-                                if not p.name.startswith("."))[-1]
-            events = [json.loads(line) for line in (run_folder / "logs.jsonl").read_text().splitlines()]
-            result["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
-            result["outcome"] = (run_folder / "run_summary.md").read_text().splitlines()[0]
+            result, run_folder, _ = dag_test(root, env, f"{provider}__propensity_scoring", NEXT_DAY)
+            result["outcome"] = summary_line(run_folder)
             result["warehouse_mib"] = round((warehouse / f"{provider}.duckdb").stat().st_size / 2**20, 1)
             measured[kind].append(result)
     shutil.rmtree(state)
@@ -186,26 +196,16 @@ def bench_size(name: str, root: Path, memory_limit: str | None, bar: Steps | Non
     for anchor in anchors.values():
         anchor["result"] = last_json_line(anchor.pop("stdout")) or None
     subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    dag = measure(["airflow", "dags", "test", "benchmark__propensity_model", SNAPSHOT, "--conf",
-                   json.dumps({"snapshot_date": SNAPSHOT})], env)
-    dag.pop("stdout")
+    dag, dag_run, events = dag_test(root, env, "benchmark__propensity_model", SNAPSHOT)
     step()
-    dag_run = sorted(p for p in (root / "runs" / "benchmark__propensity_model").iterdir() if not p.name.startswith("."))[-1]
-    events = [json.loads(line) for line in (dag_run / "logs.jsonl").read_text().splitlines()]
-    dag["stage_seconds"] = {e["stage"]: e["seconds"] for e in events if e["event"] == "stage_finished"}
     metrics = json.loads((dag_run / "metrics.json").read_text())
-    summary = (dag_run / "run_summary.md").read_text().splitlines()[0]
+    summary = summary_line(dag_run)
     # what Airflow itself costs: the dags test wall time minus the time inside our stages
     dag["orchestration_seconds"] = round(dag["seconds"] - sum(dag["stage_seconds"].values()), 2)
     dag["tasks"] = len(events_tasks(events))
     # the daily scoring pipeline on the same drop, with the model the run above approved
-    scoring = measure(["airflow", "dags", "test", "benchmark__propensity_scoring", SNAPSHOT, "--conf",
-                       json.dumps({"snapshot_date": SNAPSHOT})], env)
-    scoring.pop("stdout")
-    scoring_run = sorted(p for p in (root / "runs" / "benchmark__propensity_scoring").iterdir() if not p.name.startswith("."))[-1]
-    scoring_events = [json.loads(line) for line in (scoring_run / "logs.jsonl").read_text().splitlines()]
-    scoring["stage_seconds"] = {e["stage"]: e["seconds"] for e in scoring_events if e["event"] == "stage_finished"}
-    scoring["outcome"] = (scoring_run / "run_summary.md").read_text().splitlines()[0]
+    scoring, scoring_run, _ = dag_test(root, env, "benchmark__propensity_scoring", SNAPSHOT)
+    scoring["outcome"] = summary_line(scoring_run)
     step()
     daily = next_day_runs(root, env, data, next_day_repeats)
     step()
