@@ -10,4 +10,5 @@ bash scripts/setup_tools.sh
 export PATH=$PWD/.venv/bin:$PATH
 ruff check src dags plugins scripts tests agent.py
 # The bad-input catalogue of this run goes to build/ (git-ignored); docs/bad_inputs.md is refreshed on request.
-BATCHOPS_BAD_INPUTS_DOC=${BATCHOPS_BAD_INPUTS_DOC:-build/bad_inputs.md} pytest -q "$@"
+# --durations: the slowest tests are named at the end of every run (the suite aims to stay under 45 minutes).
+BATCHOPS_BAD_INPUTS_DOC=${BATCHOPS_BAD_INPUTS_DOC:-build/bad_inputs.md} pytest -q --durations=40 --durations-min=20 "$@"

@@ -107,3 +107,23 @@ def test_sigterm_to_the_foreground_run_stops_every_process(tmp_path):
     finally:  # a failure must not leave a stack running for the rest of the suite
         if stack.running():
             stack.stop(emit=lambda line: None)
+
+
+def test_the_embedded_metadata_database_lets_a_writer_wait_for_the_lock(tmp_path):
+    """A CLI write (`airflow backfill create`) while the scheduler writes must wait for SQLite's one writer, not
+    fail after sqlite3's default 5 s; a metadata database the user chose is kept as it is."""
+    probe = ("from airflow import settings; settings.configure_orm(); "
+             "print(settings.engine.url.database, settings.engine.dialect.create_connect_args(settings.engine.url)[1]"
+             ".get('timeout'))")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+    env["AIRFLOW_HOME"] = str(tmp_path)
+
+    def engine_of(extra: dict[str, str]) -> str:
+        done = subprocess.run(["bash", "-c", f"source scripts/airflow_env.sh && python -c \"{probe}\""], cwd=REPO,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert engine_of({}) == f"{tmp_path / 'airflow.db'} 30.0"
+    chosen = tmp_path / "mine.db"
+    assert engine_of({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{chosen}"}) == f"{chosen} None"
