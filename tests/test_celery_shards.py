@@ -171,6 +171,7 @@ def test_moving_a_provider_to_the_other_shard_loses_nothing(stack):
     batchops(new, "restore", "--provider", provider, "--backup", str(carried))
     config = stack.settings.config_dir / f"{provider}.yaml"  # 4. the new queue
     config.write_text(config.read_text().replace(f"queue: {old}", f"queue: {new}"))
+    stack.cli("dags", "reserialize")  # now, not at the DAG processor's next parse (min_file_process_interval: 120 s)
     for dag_id in dags:
         stack.wait_for(lambda dag_id=dag_id: {t["queue"] for t in stack.request(
             "GET", f"/api/v2/dags/{dag_id}/tasks")["tasks"]} == {new}, 180, f"{dag_id} re-parsed", interval=3)
