@@ -1,7 +1,8 @@
 """Scale-out proven natively: two Celery workers as separate processes, each with its own
 BATCHOPS_WAREHOUSE_DIR, consuming queues shard_a and shard_b; four providers split across them
-(`queue` in their configs); runs/ and the metadata DB shared. All eight DAGs triggered at once run every
-task on their provider's worker, and each warehouse exists only on its worker's disk. Then one worker is
+(`queue` in their configs); runs/ and the metadata DB shared. The four training DAGs triggered at once, then
+the four scoring DAGs, run every task on their provider's worker, and each warehouse exists only on its
+worker's disk. Then one worker is
 killed (kill -9 of its whole process group, as a lost host): its providers' tasks stay queued, never taken by
 the other worker, whose runs finish; restarted, it completes them, with no duplicate rows."""
 
@@ -80,7 +81,9 @@ def test_every_task_runs_on_its_providers_worker_and_each_warehouse_stays_on_its
     for dag_id in dag_ids():
         stack.wait_for_dag(dag_id)
         stack.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
-    runs = {dag_id: stack.trigger(dag_id, {"snapshot_date": FIRST.isoformat()}) for dag_id in dag_ids()}
+    # the four training DAGs at once (the scoring DAGs' routing is checked by the next test's runs)
+    runs = {dag_id: stack.trigger(dag_id, {"snapshot_date": FIRST.isoformat()}) for dag_id in dag_ids()
+            if dag_id.endswith("__propensity_model")}
     for dag_id, run_id in runs.items():
         assert stack.wait_for_run(dag_id, run_id, timeout=900) == "success", (dag_id, stack.logs())
     for dag_id, run_id in runs.items():
