@@ -5,13 +5,16 @@ training DAG once a week, retention (python -m batchops prune) after every day, 
         [--results benchmarks/results]
 
 Each day runs the real DAG with `airflow dags test` (the same tasks the scheduler runs, in one process; the
-run is a manual one, so it does not wait for the drop, which is written just before). By default the
+run is a manual one, so it does not wait for the drop, which is written just before and dated 10 minutes
+earlier, as a drop that landed before its run: ingest waits for a file still being uploaded). By default the
 commands `airflow dags test ...`, `python -m batchops prune ...` and the `airflow db clean ...` prune runs
 are parsed and run by Airflow's and BatchOps' own CLI code inside this one process, day after day: the same
 code path as typing them, without starting Python and importing Airflow three times a day (which took about
 15 of the 25 seconds a day; a year fits in about an hour instead of 2.5). `--commands subprocess` runs each
 as a process of its own, as before; both give the same predictions and warehouse rows day by day
-(scripts/compare_daily_runs.py). Per day it records the
+(scripts/compare_daily_runs.py). The scoring runs the time target compares (within 3 days of day 30 and of
+the last day) are always processes of their own, as a scheduled run's tasks are: state that builds up in one
+process over hundreds of runs is not a cost a production run pays. Per day it records the
 run's seconds and outcome, the bytes of the warehouse, of runs/, of the model store, of Airflow's metadata
 database and of the landing drops, and the rows of every warehouse table. Airflow's records are pruned with
 the simulated calendar: the records of the runs made more than airflow_metadata_days simulated days ago.
@@ -55,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROVIDER = "daily"
 FULL = "daily_full"  # the same layout, one full extract of the last day: what the warehouse is compared with
 START = date(2026, 1, 1)
+TIME_WIDTH = 3  # the time target compares the medians of the scoring runs within this many days of day 30 and the last
 
 
 def provider_config(provider_id: str, delivery: str) -> str:
@@ -169,7 +173,7 @@ def stage_seconds(run_folder: Path) -> dict[str, float]:
     return {e["stage"]: e["seconds"] for e in events if e.get("event") == "stage_finished" and "seconds" in e}
 
 
-def median_around(days: list[dict], day: int, key: str = "seconds", width: int = 3, pipeline: str | None = None
+def median_around(days: list[dict], day: int, key: str = "seconds", width: int = TIME_WIDTH, pipeline: str | None = None
                   ) -> float:
     """The median of `key` over the days within `width` of `day` (of one pipeline's runs, when given)."""
     return statistics.median(d[key] for d in days if abs(d["day"] - day) <= width and d.get(key)
@@ -187,7 +191,9 @@ def markdown(results: dict) -> str:
              "training DAG every train_every days, both with `airflow dags test` (by Airflow's CLI code in one process, "
              "`--commands in-process`, unless the command line says subprocess); `python -m batchops prune` after "
              "every day with the shipped retention (_defaults.yaml), and Airflow's records cleaned as prune does "
-             "(runs on the simulated clock, their task records on the real one).", ""]
+             "(runs on the simulated clock, their task records on the real one). Each drop is dated 10 minutes "
+             "before its run (landed, not being uploaded); the runs the time target compares (around day 30 and "
+             "the last day) are each `airflow dags test` in a process of its own.", ""]
     targets = results.get("targets") or {}
     if targets:
         lines += ["| target | measured | |", "|---|---|---|"]
@@ -228,10 +234,17 @@ def targets(results: dict) -> dict:
         early, late = median_around(days, 30, pipeline=scoring), median_around(days, last, pipeline=scoring)
         early_cpu = median_around(days, 30, "cpu_seconds", pipeline=scoring)
         late_cpu = median_around(days, last, "cpu_seconds", pipeline=scoring)
+        # the stages' own work, apart from Airflow's per-run overhead that dilutes the ratio
+        with_stages = [{**d, "stage_total": round(sum(d["stage_seconds"].values()), 3)} for d in days
+                       if d.get("stage_seconds")]
+        early_stages = median_around(with_stages, 30, "stage_total", pipeline=scoring)
+        late_stages = median_around(with_stages, last, "stage_total", pipeline=scoring)
         found["time"] = {"target": f"day {last} <= 1.2x day 30 in time (the daily scoring run: medians of the "
-                                   "scoring runs within 3 days of each)",
+                                   f"scoring runs within {TIME_WIDTH} days of each, each a process of its own)",
                          "measured": f"wall {late:.1f} s against {early:.1f} s ({late / early:.2f}x); CPU "
-                                     f"{late_cpu:.1f} s against {early_cpu:.1f} s ({late_cpu / early_cpu:.2f}x)",
+                                     f"{late_cpu:.1f} s against {early_cpu:.1f} s ({late_cpu / early_cpu:.2f}x); "
+                                     f"the stages alone {late_stages:.2f} s against {early_stages:.2f} s "
+                                     f"({late_stages / early_stages:.2f}x)",
                          "met": late <= 1.2 * early}
     if results.get("one_load_bytes"):
         ratio = days[-1]["warehouse_bytes"] / results["one_load_bytes"]
@@ -287,12 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.days):
             day = START + timedelta(days=index)
             day_started.append(datetime.now(UTC))
-            generate_data.generate(provider, day, args.customers, args.seed, home / "data", delivery="incremental",
-                                   series_start=START, history=history)
+            drop = generate_data.generate(provider, day, args.customers, args.seed, home / "data",
+                                          delivery="incremental", series_start=START, history=history)
+            landed = time.time() - 600  # a daily drop lands before its run: ingest does not wait for an upload
+            for path in drop.values():
+                os.utime(path, (landed, landed))
             pipeline = "propensity_model" if index % args.train_every == 0 else "propensity_scoring"
             dag_id = f"{PROVIDER}__{pipeline}"
             dags_test = ["dags", "test", dag_id, day.isoformat(), "--conf", json.dumps({"snapshot_date": day.isoformat()})]
-            if in_process:
+            # the days the time target compares run as a process of their own, as a scheduled run's tasks do:
+            # hundreds of runs in one process do not show what grows in that process as growth of the day's run
+            fresh_process = not in_process or any(abs(index + 1 - probe) <= TIME_WIDTH for probe in (30, args.days))
+            if not fresh_process:
                 seconds, cpu_seconds, exit_code = in_process.airflow(dags_test)
             else:
                 seconds, cpu_seconds, done = run(["airflow", *dags_test], env)
@@ -322,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
                      "metadata_bytes": (work / "airflow_home" / "airflow.db").stat().st_size,
                      "landing_bytes": folder_bytes(home / "data" / PROVIDER),
                      "rows": table_rows(warehouse / f"{PROVIDER}.duckdb")}
-            if outcome != "COMPLETE" and not in_process:
+            entry["process"] = "fresh" if fresh_process else "in-process"
+            if outcome != "COMPLETE" and fresh_process:
                 entry["error"] = (done.stdout + done.stderr)[-3000:]
             results["days"].append(entry)
             results["targets"] = targets(results)
