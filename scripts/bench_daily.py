@@ -12,8 +12,8 @@ are parsed and run by Airflow's and BatchOps' own CLI code inside this one proce
 code path as typing them, without starting Python and importing Airflow three times a day (which took about
 15 of the 25 seconds a day; a year fits in about an hour instead of 2.5). `--commands subprocess` runs each
 as a process of its own, as before; both give the same predictions and warehouse rows day by day
-(scripts/compare_daily_runs.py). The scoring runs the time target compares (within 3 days of day 30 and of
-the last day) are always processes of their own, as a scheduled run's tasks are: state that builds up in one
+(scripts/compare_daily_runs.py). The runs of the days the time target compares (within 3 days of day 30 and
+of the last day) are always processes of their own, as a scheduled run's tasks are: state that builds up in one
 process over hundreds of runs is not a cost a production run pays. Per day it records the
 run's seconds and outcome, the bytes of the warehouse, of runs/, of the model store, of Airflow's metadata
 database and of the landing drops, and the rows of every warehouse table. Airflow's records are pruned with
