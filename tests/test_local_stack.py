@@ -111,10 +111,12 @@ def test_sigterm_to_the_foreground_run_stops_every_process(tmp_path):
 
 def test_the_embedded_metadata_database_lets_a_writer_wait_for_the_lock(tmp_path):
     """A CLI write (`airflow backfill create`) while the scheduler writes must wait for SQLite's one writer, not
-    fail after sqlite3's default 5 s; a metadata database the user chose is kept as it is."""
+    fail after sqlite3's default 5 s, nor at once when it read first (plugins/airflow_local_settings.py, see
+    tests/test_metadata_db.py); a metadata database the user chose is kept as it is."""
     probe = ("from airflow import settings; settings.configure_orm(); "
+             "from sqlalchemy import event; from sqlalchemy.engine import Engine; from batchops import metadata_db; "
              "print(settings.engine.url.database, settings.engine.dialect.create_connect_args(settings.engine.url)[1]"
-             ".get('timeout'))")
+             ".get('timeout'), event.contains(Engine, 'savepoint', metadata_db.begin_immediate_before_savepoint))")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
     env["AIRFLOW_HOME"] = str(tmp_path)
 
@@ -124,6 +126,6 @@ def test_the_embedded_metadata_database_lets_a_writer_wait_for_the_lock(tmp_path
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip().splitlines()[-1]
 
-    assert engine_of({}) == f"{tmp_path / 'airflow.db'} 30.0"
+    assert engine_of({}) == f"{tmp_path / 'airflow.db'} 30.0 True"
     chosen = tmp_path / "mine.db"
-    assert engine_of({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{chosen}"}) == f"{chosen} None"
+    assert engine_of({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{chosen}"}) == f"{chosen} None True"

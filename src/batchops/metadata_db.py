@@ -1,0 +1,27 @@
+"""The embedded SQLite metadata database: transactions that start with a SAVEPOINT take the write lock first.
+
+SQLite lets a connection wait for the write lock (the `timeout` of scripts/airflow_env.sh) only while it holds
+no read lock. Airflow opens some write transactions with a SAVEPOINT and reads before it writes (`airflow
+backfill create` checks for an existing run, then inserts one); if the scheduler writes in between, SQLite
+refuses the insert at once with "database is locked", whatever the timeout. Beginning such a transaction
+with BEGIN IMMEDIATE takes the write lock up front, where waiting is allowed. Other databases are untouched.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+
+def begin_immediate_before_savepoint(connection: Connection, name: str | None) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if not dbapi_connection.in_transaction:  # a SAVEPOINT inside a transaction needs nothing more
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
+def install() -> None:
+    """Apply to every engine of this process; safe to call more than once."""
+    if not event.contains(Engine, "savepoint", begin_immediate_before_savepoint):
+        event.listen(Engine, "savepoint", begin_immediate_before_savepoint)
