@@ -230,6 +230,33 @@ def test_a_missing_day_is_a_finding_and_a_late_drop_is_stored_in_its_place(incre
     assert len(visible(incremental, INCREMENTAL, "transactions", late)) == len(expected)
 
 
+def test_a_day_without_new_rows_says_how_to_accept_it_and_then_loads_with_no_gap(incremental, bad_input):
+    """A quiet day of an incremental feed (header only, BOM and CRLF as a Windows export writes it) is refused by
+    min_rows 1 with what to do; accepted with entities.transactions.min_rows: 0, the next day has no gap."""
+    deliver(incremental, INCREMENTAL, START, 3, "incremental")
+    run_day(incremental, INCREMENTAL, START)
+    quiet = START + timedelta(days=1)
+    drop = incremental.data_dir / INCREMENTAL / quiet.isoformat() / "transactions.csv"
+    header = drop.read_text().splitlines()[0]
+    drop.write_bytes(b"\xef\xbb\xbf" + header.encode() + b"\r\n")
+    os.utime(drop, (drop.stat().st_mtime - 600,) * 2)
+    ctx = run_context(incremental, INCREMENTAL, "propensity_scoring", quiet, "scheduled__quiet")
+    ingest(ctx)
+    validate(ctx)
+    passed, why = dq_verdict(ctx)
+    assert not passed and "transactions.* row_count: observed 0" in why
+    assert "set entities.transactions.min_rows: 0" in why and "delivery gap" in why
+    bad_input.record("data", "an incremental provider's day without new rows (header only)", why,
+                     kept="the day's run is blocked; the history is untouched")
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text().replace("    delivery: incremental\n",
+                                                 "    delivery: incremental\n    min_rows: 0\n"))
+    before = len(visible(incremental, INCREMENTAL, "transactions", START))
+    run_day(incremental, INCREMENTAL, quiet, run_id="scheduled__quiet")
+    assert len(visible(incremental, INCREMENTAL, "transactions", quiet)) == before
+    run_day(incremental, INCREMENTAL, START + timedelta(days=2))  # asserts DQ passed: no delivery gap
+
+
 def test_daily_full_extracts_store_the_history_once(project):
     add_provider(project, FULL, "snapshot")
     days = 30

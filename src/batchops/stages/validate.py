@@ -153,13 +153,25 @@ def _rejects_detail(ingest_result: dict[str, Any]) -> str:
             "dq.max_invalid to accept them." + (NUMBER_HINT if numeric else ""))
 
 
+def _too_few_rows_hint(provider: ProviderConfig, entity: str, rows: int) -> str:
+    """What to do about a drop with fewer rows than min_rows; a quiet day is normal for some incremental feeds."""
+    if provider.entities[entity].delivery == "incremental":
+        return (f"the {entity} drop holds {rows} new row(s). If days without new {entity} rows are normal for this "
+                f"provider, set entities.{entity}.min_rows: 0 in its config and clear this run's tasks; otherwise ask "
+                "the provider for the day's rows. Until this drop is loaded, later drops are blocked as a delivery "
+                "gap (dq.delivery_gaps).")
+    return (f"the {entity} file is a full extract (delivery: snapshot) and holds {rows} row(s): an extract cut short "
+            "or an export that failed upstream. Ask the provider for the whole file.")
+
+
 def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any],
                   ingest_result: dict[str, Any], snapshot_date: date | None = None) -> list[dict[str, Any]]:
     spec = provider.entities[entity]
     rows = metrics["row_count"]
     min_rows = spec.min_rows if spec.min_rows is not None else provider.dq.min_rows
     max_invalid = provider.dq.max_invalid
-    checks = [_check(entity, None, "row_count", "rows", f">= {min_rows}", rows, rows >= min_rows)]
+    checks = [_check(entity, None, "row_count", "rows", f">= {min_rows}", rows, rows >= min_rows,
+                     "" if rows >= min_rows else _too_few_rows_hint(provider, entity, rows))]
     checks += key_text_checks(entity, ingest_result.get("key_text_changes") or {})
     checks += number_format_checks(provider, entity, ingest_result.get("number_format_rejects") or {}, rows)
     missing_columns = set(ingest_result["missing_columns"])
