@@ -45,6 +45,7 @@ import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 
 import duckdb
 
@@ -173,10 +174,17 @@ def stage_seconds(run_folder: Path) -> dict[str, float]:
     return {e["stage"]: e["seconds"] for e in events if e.get("event") == "stage_finished" and "seconds" in e}
 
 
-def median_around(days: list[dict], day: int, key: str = "seconds", width: int = TIME_WIDTH, pipeline: str | None = None
-                  ) -> float:
-    """The median of `key` over the days within `width` of `day` (of one pipeline's runs, when given)."""
-    return statistics.median(d[key] for d in days if abs(d["day"] - day) <= width and d.get(key)
+def stage_total(day: dict) -> float | None:
+    """The stages' own seconds of a day's run, apart from Airflow's per-run overhead."""
+    return round(sum(day["stage_seconds"].values()), 3) if day.get("stage_seconds") else None
+
+
+def median_around(days: list[dict], day: int, key: str | Callable[[dict], float | None] = "seconds",
+                  width: int = TIME_WIDTH, pipeline: str | None = None) -> float:
+    """The median of `key` (a field, or a function of the day) over the days within `width` of `day` (of one
+    pipeline's runs, when given)."""
+    value = key if callable(key) else (lambda d: d.get(key))
+    return statistics.median(value(d) for d in days if abs(d["day"] - day) <= width and value(d)
                              and (pipeline is None or d["pipeline"] == pipeline))
 
 
@@ -235,10 +243,8 @@ def targets(results: dict) -> dict:
         early_cpu = median_around(days, 30, "cpu_seconds", pipeline=scoring)
         late_cpu = median_around(days, last, "cpu_seconds", pipeline=scoring)
         # the stages' own work, apart from Airflow's per-run overhead that dilutes the ratio
-        with_stages = [{**d, "stage_total": round(sum(d["stage_seconds"].values()), 3)} for d in days
-                       if d.get("stage_seconds")]
-        early_stages = median_around(with_stages, 30, "stage_total", pipeline=scoring)
-        late_stages = median_around(with_stages, last, "stage_total", pipeline=scoring)
+        early_stages = median_around(days, 30, stage_total, pipeline=scoring)
+        late_stages = median_around(days, last, stage_total, pipeline=scoring)
         found["time"] = {"target": f"day {last} <= 1.2x day 30 in time (the daily scoring run: medians of the "
                                    f"scoring runs within {TIME_WIDTH} days of each, each a process of its own)",
                          "measured": f"wall {late:.1f} s against {early:.1f} s ({late / early:.2f}x); CPU "
@@ -302,9 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             day_started.append(datetime.now(UTC))
             drop = generate_data.generate(provider, day, args.customers, args.seed, home / "data",
                                           delivery="incremental", series_start=START, history=history)
-            landed = time.time() - 600  # a daily drop lands before its run: ingest does not wait for an upload
-            for path in drop.values():
-                os.utime(path, (landed, landed))
+            generate_data.landed_earlier(drop.values())  # a daily drop lands before its run
             pipeline = "propensity_model" if index % args.train_every == 0 else "propensity_scoring"
             dag_id = f"{PROVIDER}__{pipeline}"
             dags_test = ["dags", "test", dag_id, day.isoformat(), "--conf", json.dumps({"snapshot_date": day.isoformat()})]

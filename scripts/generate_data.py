@@ -33,6 +33,7 @@ ensure_project_python(__file__)
 import argparse
 import os
 import sys
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -279,6 +280,14 @@ def drop_of(history: History, snapshot: date, since: date | None) -> dict[str, p
         amounts = chosen["transaction_id"].map(latest.set_index("transaction_id")["amount"])
         chosen = chosen.assign(amount=amounts.fillna(chosen["amount"]))
     return {"customers": customers.reset_index(drop=True), "transactions": chosen.reset_index(drop=True)}
+
+
+def landed_earlier(paths, seconds_ago: float = 600) -> None:
+    """Date drop files as landed a while ago: ingest waits for a file modified within landing_settle_seconds
+    (an upload that may still be in progress), which a drop written just before its run would be."""
+    moment = time.time() - seconds_ago
+    for path in paths:
+        os.utime(path, (moment, moment), follow_symlinks=False)
 
 
 def generate(provider: ProviderConfig, snapshot: date, customers_count: int, seed: int, data_dir: Path,

@@ -30,6 +30,11 @@ from conftest import REPO
 ADMIN_PASSWORD = "test-admin-password"
 
 
+def shell_environment() -> dict[str, str]:
+    """This process's environment without BATCHOPS_* and AIRFLOW* variables: a newcomer's shell, nothing preset."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -56,10 +55,9 @@ def make_drop(settings: Settings, provider_id: str = "provider_a", snapshot: dat
     return files
 
 
-def delivered_earlier(path: Path, seconds_ago: float = 600) -> Path:
+def delivered_earlier(path: Path) -> Path:
     """Backdate a landing file: ingest watches files modified within landing_settle_seconds for growth."""
-    moment = time.time() - seconds_ago
-    os.utime(path, (moment, moment), follow_symlinks=False)
+    generate_data.landed_earlier([path])
     return path
 
 

@@ -3,7 +3,6 @@ retention that never removes what a run, a resume or a rebuild needs."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import date, timedelta
 
@@ -52,8 +51,7 @@ def deliver(settings, provider_id: str, first: date, days: int, delivery: str, c
             corrections: float = 0.0, series_start: date = START) -> None:
     generate_data.generate_series(provider(settings, provider_id), first, days, customers, 11, settings.data_dir,
                                   delivery, series_start, corrections)
-    for path in settings.data_dir.rglob("*.csv"):  # delivered a while ago: no upload in progress
-        os.utime(path, (path.stat().st_mtime - 600,) * 2)
+    generate_data.landed_earlier(settings.data_dir.rglob("*.csv"))
 
 
 def run_day(settings, provider_id: str, day: date, pipeline: str = "propensity_scoring", run_id: str | None = None,
@@ -95,8 +93,7 @@ def test_the_same_purchases_delivered_daily_or_as_one_full_extract_give_the_same
     history = generate_data.make_history(INCREMENTAL, 400, 11, START, last)  # the same purchases, as a full extract
     generate_data.generate(provider(project, FULL), last, 400, 11, project.data_dir, delivery="snapshot",
                            series_start=START, history=history)
-    for path in project.data_dir.rglob("*.csv"):
-        os.utime(path, (path.stat().st_mtime - 600,) * 2)
+    generate_data.landed_earlier(project.data_dir.rglob("*.csv"))
     run_day(project, INCREMENTAL, START, "propensity_model", stages=(ingest, validate, load, build_features, train))
     for day in (START + timedelta(days=k) for k in range(1, 7)):
         run_day(project, INCREMENTAL, day)
@@ -239,7 +236,7 @@ def test_a_day_without_new_rows_says_how_to_accept_it_and_then_loads_with_no_gap
     drop = incremental.data_dir / INCREMENTAL / quiet.isoformat() / "transactions.csv"
     header = drop.read_text().splitlines()[0]
     drop.write_bytes(b"\xef\xbb\xbf" + header.encode() + b"\r\n")
-    os.utime(drop, (drop.stat().st_mtime - 600,) * 2)
+    generate_data.landed_earlier([drop])
     ctx = run_context(incremental, INCREMENTAL, "propensity_scoring", quiet, "scheduled__quiet")
     ingest(ctx)
     validate(ctx)

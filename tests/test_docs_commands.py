@@ -5,11 +5,12 @@ same commands (`<!-- runs-in: tests/file.py::test_name -->`), or says why it can
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 
 import pytest
+
+from airflow_stack import shell_environment
 
 from conftest import REPO
 
@@ -57,7 +58,7 @@ def test_relative_links_between_the_pages_resolve():
 @pytest.mark.e2e
 def test_the_demo_runs_as_written():
     """README's first command, in this checkout, as a newcomer's shell runs it (nothing preset)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+    env = shell_environment()
     done = subprocess.run(["bash", "scripts/run_demo.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

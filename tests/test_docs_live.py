@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack import free_port
+from airflow_stack import free_port, shell_environment
 from test_readme_commands import readme_block
 
 from conftest import REPO
@@ -87,7 +87,7 @@ def live(tmp_path_factory):
         target.chmod((REPO / name).stat().st_mode)
     (copy / ".venv").symlink_to(REPO / ".venv")
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+    env = shell_environment()
     env["AIRFLOW_PORT"] = str(port)  # what a user sets to pick the port
     server_env = {**env, "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
                   "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),

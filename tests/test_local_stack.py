@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_stack import free_port
+from airflow_stack import free_port, shell_environment
 from batchops.localstack import PORTS, LocalStack, StackError, chosen_ports, session_members
 
 from conftest import REPO
@@ -30,7 +30,7 @@ def test_two_components_on_one_port_are_refused(bad_input):
 
 
 def stack_env(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+    env = shell_environment()
     env.update({"BATCHOPS_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow_home"),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -117,7 +117,7 @@ def test_the_embedded_metadata_database_lets_a_writer_wait_for_the_lock(tmp_path
              "from sqlalchemy import event; from sqlalchemy.engine import Engine; from batchops import metadata_db; "
              "print(settings.engine.url.database, settings.engine.dialect.create_connect_args(settings.engine.url)[1]"
              ".get('timeout'), event.contains(Engine, 'savepoint', metadata_db.begin_immediate_before_savepoint))")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("BATCHOPS_", "AIRFLOW"))}
+    env = shell_environment()
     env["AIRFLOW_HOME"] = str(tmp_path)
 
     def engine_of(extra: dict[str, str]) -> str:

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
+
+from airflow_stack import shell_environment
 
 from conftest import REPO
 
@@ -37,8 +38,7 @@ def fresh_copy(tmp_path):
 
 
 def run_block(copy, name: str) -> str:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("BATCHOPS_", "AIRFLOW"))}  # as a newcomer's shell: nothing preset
+    env = shell_environment()
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_block(name)], cwd=copy, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
