@@ -7,6 +7,7 @@ validate succeeds whenever it could check; the verdict is data that dq_gate acts
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from pathlib import Path
@@ -153,6 +154,49 @@ def _rejects_detail(ingest_result: dict[str, Any]) -> str:
             "dq.max_invalid to accept them." + (NUMBER_HINT if numeric else ""))
 
 
+# A day's drop of an incremental entity can be a few dozen rows, where one missing value is already several
+# percent: its missing share is a warning, not a failure, while it is no less likely than this by chance for a
+# column whose true share is the threshold (a binomial tail: at 5%, 2 of 35 rows or more 0.53, 7 of 35 0.0015,
+# 8 of 35 0.0003).
+CHANCE_OF_A_SMALL_DROP = 0.001
+
+
+def chance_of_at_least(count: int, rows: int, share: float) -> float:
+    """P(X >= count) for X ~ Binomial(rows, share): how often `rows` rows hold `count` or more missing values
+    when each is missing with probability `share`."""
+    if count <= 0:
+        return 1.0
+    if share <= 0.0:
+        return 0.0
+    if share >= 1.0:
+        return 1.0
+    log_share, log_rest = math.log(share), math.log1p(-share)
+    total = 0.0
+    for k in range(count, rows + 1):
+        term = math.exp(math.lgamma(rows + 1) - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
+                        + k * log_share + (rows - k) * log_rest)
+        total += term
+        if k > rows * share and term < total * 1e-12:  # past the mode the terms only shrink
+            break
+    return min(total, 1.0)
+
+
+def missingness_check(provider: ProviderConfig, entity: str, column: str, missing: int, rows: int) -> dict[str, Any]:
+    threshold = provider.missing_threshold(entity, column)
+    share = missing / rows if rows else 0.0
+    if share <= threshold or provider.entities[entity].delivery != "incremental":
+        return _check(entity, column, "missingness", "missing_fraction", threshold, round(share, 6), share <= threshold)
+    chance = chance_of_at_least(missing, rows, threshold)
+    if chance >= CHANCE_OF_A_SMALL_DROP:
+        return _check(entity, column, "missingness", "missing_fraction", threshold, round(share, 6), False,
+                      f"{missing} of the drop's {rows} rows: a day's drop this small holds as many by chance "
+                      f"{chance:.1%} of the time when the column's share is {threshold}; a warning (delivery: "
+                      "incremental), a failure once it is less likely than 0.1%", warn_only=True)
+    return _check(entity, column, "missingness", "missing_fraction", threshold, round(share, 6), False,
+                  f"{missing} of the drop's {rows} rows: less likely than 0.1% by chance when the column's share is "
+                  f"{threshold}")
+
+
 def _too_few_rows_hint(provider: ProviderConfig, entity: str, rows: int) -> str:
     """What to do about a drop with fewer rows than min_rows; a quiet day is normal for some incremental feeds."""
     if provider.entities[entity].delivery == "incremental":
@@ -190,10 +234,7 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
     for name, column in spec.columns.items():
         if name in missing_columns:
             continue
-        threshold = provider.missing_threshold(entity, name)
-        share = metrics[f"nulls_{name}"] / rows if rows else 0.0
-        checks.append(_check(entity, name, "missingness", "missing_fraction", threshold, round(share, 6),
-                             share <= threshold))
+        checks.append(missingness_check(provider, entity, name, metrics[f"nulls_{name}"], rows))
         if f"invalid_{name}" in metrics:
             invalid_share = metrics[f"invalid_{name}"] / rows if rows else 0.0
             rule = [f"allowed {column.allowed_values}" if column.allowed_values else "",
