@@ -76,3 +76,27 @@ def test_without_it_sqlite_refuses_at_once_whatever_the_timeout(metadata):
     with pytest.raises(OperationalError, match="database is locked"):
         read_then_write_while_another_writes(metadata)
     assert time.monotonic() - started < HOLD_SECONDS
+
+
+def test_the_async_engine_of_the_api_server_is_left_alone(metadata):
+    """aiosqlite wraps sqlite3 in an adapter of its own: a savepoint on it must work as before, not raise."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    async def savepoint_read_then_write():
+        engine = create_async_engine(f"sqlite+aiosqlite:///{metadata}")
+        async with AsyncSession(engine) as session:
+            async with session.begin_nested():
+                await session.execute(text("SELECT count(*) FROM dag_run"))
+                await session.execute(text("INSERT INTO dag_run VALUES ('api')"))
+            await session.commit()
+        await engine.dispose()
+
+    metadata_db.install()
+    try:
+        asyncio.run(savepoint_read_then_write())
+    finally:
+        event.remove(Engine, "savepoint", metadata_db.begin_immediate_before_savepoint)
+    with sqlite3.connect(metadata) as connection:
+        assert [row[0] for row in connection.execute("SELECT run_id FROM dag_run")] == ["api"]
