@@ -194,6 +194,8 @@ def test_an_undeclared_european_csv_is_refused_not_guessed(project, bad_input):
     failed = [c for c in report["checks"] if not c["passed"]]
     detail = " ".join(c.get("detail") or "" for c in failed)
     assert "number:" in detail, failed  # the setting that would read the file
+    row_count = next(c for c in failed if c["check"] == "row_count")  # every row rejected: no row left
+    assert "could not be parsed" in row_count["detail"] and "cut short" not in detail, row_count
     bad_input.record("data", "amounts written '12.345,60' in a float column without a number setting",
                      detail, kept="the drop is not loaded (DQ failed)")
 

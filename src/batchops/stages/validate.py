@@ -197,8 +197,10 @@ def missingness_check(provider: ProviderConfig, entity: str, column: str, missin
                   f"{threshold}")
 
 
-def _too_few_rows_hint(provider: ProviderConfig, entity: str, rows: int) -> str:
+def _too_few_rows_hint(provider: ProviderConfig, entity: str, rows: int, rejected: int) -> str:
     """What to do about a drop with fewer rows than min_rows; a quiet day is normal for some incremental feeds."""
+    if rejected:
+        return f"{rejected} row(s) of the {entity} file could not be parsed: see parse_errors for where and why"
     if provider.entities[entity].delivery == "incremental":
         return (f"the {entity} drop holds {rows} new row(s). If days without new {entity} rows are normal for this "
                 f"provider, set entities.{entity}.min_rows: 0 in its config and clear this run's tasks; otherwise ask "
@@ -215,7 +217,7 @@ def entity_checks(provider: ProviderConfig, entity: str, metrics: dict[str, Any]
     min_rows = spec.min_rows if spec.min_rows is not None else provider.dq.min_rows
     max_invalid = provider.dq.max_invalid
     checks = [_check(entity, None, "row_count", "rows", f">= {min_rows}", rows, rows >= min_rows,
-                     "" if rows >= min_rows else _too_few_rows_hint(provider, entity, rows))]
+                     "" if rows >= min_rows else _too_few_rows_hint(provider, entity, rows, ingest_result["rejected_rows"]))]
     checks += key_text_checks(entity, ingest_result.get("key_text_changes") or {})
     checks += number_format_checks(provider, entity, ingest_result.get("number_format_rejects") or {}, rows)
     missing_columns = set(ingest_result["missing_columns"])
