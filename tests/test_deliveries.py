@@ -4,6 +4,7 @@ retention that never removes what a run, a resume or a rebuild needs."""
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import date, timedelta
 
 import duckdb
@@ -18,7 +19,7 @@ from batchops.stages.plan import write_plan
 from batchops.stages.score import score
 from batchops.stages.summarize import summarize
 from batchops.stages.train import train
-from batchops.stages.validate import dq_verdict, missingness_check, validate
+from batchops.stages.validate import chance_of_at_least, dq_verdict, missingness_check, validate
 from batchops.storage.backup import read_fingerprints
 from batchops.storage.retention import apply_prune, plan_prune
 from batchops.storage.warehouse import warehouse_path
@@ -252,6 +253,17 @@ def test_a_day_without_new_rows_says_how_to_accept_it_and_then_loads_with_no_gap
     run_day(incremental, INCREMENTAL, quiet, run_id="scheduled__quiet")
     assert len(visible(incremental, INCREMENTAL, "transactions", quiet)) == before
     run_day(incremental, INCREMENTAL, START + timedelta(days=2))  # asserts DQ passed: no delivery gap
+
+
+@pytest.mark.parametrize("missing, rows, share, expected", [
+    (2, 35, 0.05, 0.52797354), (7, 35, 0.05, 0.00152157), (8, 35, 0.05, 0.00027214),  # scipy.stats.binom.sf
+    (60, 1000, 0.05, 0.08673218), (0, 10, 0.05, 1.0), (1, 10, 0.0, 0.0), (1, 1, 0.05, 0.05),
+    (600_000, 10_000_000, 0.05, 0.0),  # far in the tail of a big drop: every term underflows, answered at once
+])
+def test_the_chance_of_a_missing_share_is_the_binomial_tail(missing, rows, share, expected):
+    started = time.perf_counter()
+    assert chance_of_at_least(missing, rows, share) == pytest.approx(expected, abs=1e-8)
+    assert time.perf_counter() - started < 1.0
 
 
 def test_a_small_days_missing_share_warns_unless_unlikely_by_chance(project, bad_input):

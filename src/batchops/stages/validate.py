@@ -176,7 +176,8 @@ def chance_of_at_least(count: int, rows: int, share: float) -> float:
         term = math.exp(math.lgamma(rows + 1) - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
                         + k * log_share + (rows - k) * log_rest)
         total += term
-        if k > rows * share and term < total * 1e-12:  # past the mode the terms only shrink
+        # past the mode the terms only shrink; one that underflowed to 0 (far in the tail) ends it too
+        if k > rows * share and (term == 0.0 or term < total * 1e-12):
             break
     return min(total, 1.0)
 
