@@ -58,13 +58,16 @@ def metadata(tmp_path):
     return path
 
 
-def test_a_savepoint_transaction_waits_for_the_other_writer(metadata):
+@pytest.fixture
+def installed():
     metadata_db.install()
     metadata_db.install()  # imported twice (as local settings and as a plugin module): one listener
-    try:
-        waited = read_then_write_while_another_writes(metadata)
-    finally:
-        event.remove(Engine, "savepoint", metadata_db.begin_immediate_before_savepoint)
+    yield
+    event.remove(Engine, "savepoint", metadata_db.begin_immediate_before_savepoint)
+
+
+def test_a_savepoint_transaction_waits_for_the_other_writer(metadata, installed):
+    waited = read_then_write_while_another_writes(metadata)
     assert waited >= HOLD_SECONDS * 0.8
     with sqlite3.connect(metadata) as connection:
         assert sorted(row[0] for row in connection.execute("SELECT run_id FROM dag_run")) == ["backfill", "scheduled"]
@@ -78,7 +81,7 @@ def test_without_it_sqlite_refuses_at_once_whatever_the_timeout(metadata):
     assert time.monotonic() - started < HOLD_SECONDS
 
 
-def test_the_async_engine_of_the_api_server_is_left_alone(metadata):
+def test_the_async_engine_of_the_api_server_is_left_alone(metadata, installed):
     """aiosqlite wraps sqlite3 in an adapter of its own: a savepoint on it must work as before, not raise."""
     import asyncio
 
@@ -93,10 +96,6 @@ def test_the_async_engine_of_the_api_server_is_left_alone(metadata):
             await session.commit()
         await engine.dispose()
 
-    metadata_db.install()
-    try:
-        asyncio.run(savepoint_read_then_write())
-    finally:
-        event.remove(Engine, "savepoint", metadata_db.begin_immediate_before_savepoint)
+    asyncio.run(savepoint_read_then_write())
     with sqlite3.connect(metadata) as connection:
         assert [row[0] for row in connection.execute("SELECT run_id FROM dag_run")] == ["api"]

@@ -170,10 +170,10 @@ def chance_of_at_least(count: int, rows: int, share: float) -> float:
         return 0.0
     if share >= 1.0:
         return 1.0
-    log_share, log_rest = math.log(share), math.log1p(-share)
+    log_share, log_rest, log_rows_factorial = math.log(share), math.log1p(-share), math.lgamma(rows + 1)
     total = 0.0
     for k in range(count, rows + 1):
-        term = math.exp(math.lgamma(rows + 1) - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
+        term = math.exp(log_rows_factorial - math.lgamma(k + 1) - math.lgamma(rows - k + 1)
                         + k * log_share + (rows - k) * log_rest)
         total += term
         # past the mode the terms only shrink; one that underflowed to 0 (far in the tail) ends it too
