@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from batchops.config import load_config_set
+from batchops.errors import DataQualityError
 from batchops.stages.features import build_features
 from batchops.stages.ingest import ingest
 from batchops.stages.load import load
@@ -421,6 +422,84 @@ def test_prune_keeps_the_champion_resumable_runs_and_what_rebuild_needs(incremen
                           "needs for the rows kept; rebuild afterwards gives back the kept predictions")
 
 
+def training_rows(settings, provider_id: str, day: date) -> tuple[int, int]:
+    with duckdb.connect(str(warehouse_path(settings, provider_id)), read_only=True) as con:
+        features = con.execute("SELECT count(*) FROM features WHERE purpose = 'train' AND source_snapshot = ?",
+                               [day]).fetchone()[0]
+        labels = con.execute("SELECT count(*) FROM labels WHERE source_snapshot = ?", [day]).fetchone()[0]
+    return features, labels
+
+
+def test_prune_removes_training_rows_once_their_model_is_registered_and_train_says_how_to_rebuild(incremental):
+    deliver(incremental, INCREMENTAL, START, 2, "incremental")
+    def configs():
+        return load_config_set(incremental.config_dir, incremental.pipelines_dir, incremental.sql_dir)
+
+    # built but not yet trained on: kept, whatever the day
+    ctx = run_day(incremental, INCREMENTAL, START, "propensity_model")
+    built = training_rows(incremental, INCREMENTAL, START)
+    assert built[0] > 0 and built[1] == built[0]
+    apply_prune(incremental, plan_prune(incremental, configs(), INCREMENTAL, START), airflow_records=False)
+    assert training_rows(incremental, INCREMENTAL, START) == built
+    train(ctx)
+    score(ctx)
+    plan = plan_prune(incremental, configs(), INCREMENTAL, START)
+    assert any(r.line().startswith(f"remove rows: {built[0]:,} training rows of features: a model of every training "
+                                   f"pipeline was registered from their drop ({START}") for r in plan.removals)
+    apply_prune(incremental, plan, airflow_records=False)
+    assert training_rows(incremental, INCREMENTAL, START) == (0, 0)
+    with duckdb.connect(str(warehouse_path(incremental, INCREMENTAL)), read_only=True) as con:  # scoring rows stay
+        assert con.execute("SELECT count(*) FROM features WHERE purpose = 'score'").fetchone()[0] > 0
+    with pytest.raises(DataQualityError, match="prune removed them after .* Clear build_features and train"):
+        train(ctx)  # cleared alone
+    build_features(ctx)  # cleared together: the same rows again
+    assert training_rows(incremental, INCREMENTAL, START) == built
+    train(ctx)
+    # keep_training_rows: true keeps them for feature_days
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + "retention: {keep_training_rows: true}\n")
+    apply_prune(incremental, plan_prune(incremental, configs(), INCREMENTAL, START), airflow_records=False)
+    assert training_rows(incremental, INCREMENTAL, START) == built
+
+
+def test_predictions_of_every_kept_run_come_back_in_one_file_after_the_warehouse_pruned_them(incremental, capsys,
+                                                                                              tmp_path):
+    from batchops.cli import main
+
+    deliver(incremental, INCREMENTAL, START, 4, "incremental")
+    run_complete(incremental, INCREMENTAL, START, "propensity_model")
+    days = [START + timedelta(days=k) for k in (1, 2, 3)]
+    for day in days:
+        run_complete(incremental, INCREMENTAL, day, "propensity_scoring")
+    rerun = run_complete(incremental, INCREMENTAL, days[0], "propensity_scoring", "manual__rescore")
+    home = ["--home", str(incremental.home)]
+    assert main([*home, "prune", "--provider", INCREMENTAL, "--today", days[-1].isoformat(),
+                 "--keep-airflow-records"]) == 0  # prediction_days 1: the warehouse keeps the last two dates
+    with duckdb.connect(str(warehouse_path(incremental, INCREMENTAL)), read_only=True) as con:
+        assert [r[0] for r in con.execute("SELECT DISTINCT snapshot_date FROM predictions ORDER BY 1").fetchall()] \
+            == days[1:]
+    out = tmp_path / "history.parquet"
+    assert main([*home, "predictions", "--provider", INCREMENTAL, "--from", days[0].isoformat(), "--out", str(out)]) == 0
+    assert "of 3 snapshot(s)" in capsys.readouterr().out
+    written = pd.read_parquet(out)
+    assert sorted(set(pd.to_datetime(written["snapshot_date"]).dt.date)) == days
+    expected = pd.concat([pd.read_parquet(run_context(incremental, INCREMENTAL, "propensity_scoring", day,
+                                                      "manual__rescore" if day == days[0] else f"scheduled__{day}")
+                                          .run_dir / "predictions" / "predictions.parquet") for day in days])
+    assert rerun.run_dir.name == "manual__rescore" and len(written) == len(expected)  # the re-run, not both
+    assert written["score"].sum() == pytest.approx(expected["score"].sum())
+    csv = tmp_path / "history.csv"
+    assert main([*home, "predictions", "--provider", INCREMENTAL, "--to", days[0].isoformat(), "--out", str(csv)]) == 0
+    first_two = [run_context(incremental, INCREMENTAL, "propensity_model", START, f"scheduled__{START}"), rerun]
+    assert len(pd.read_csv(csv, dtype={"customer_id": str})) == sum(  # the model's run scores its date too
+        len(pd.read_parquet(ctx.run_dir / "predictions" / "predictions.parquet")) for ctx in first_two)
+    for bad, said in ((["--out", str(tmp_path / "history.xlsx")], "name a .parquet or .csv file"),
+                      (["--out", str(tmp_path / "no" / "h.csv")], "does not exist"),
+                      (["--from", "2030-01-01", "--out", str(csv)], "no predictions of provider_i between 2030-01-01")):
+        assert main([*home, "predictions", "--provider", INCREMENTAL, *bad]) == 1
+        assert said in capsys.readouterr().err
+
+
 def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys):
     from batchops.cli import main
 
@@ -434,6 +513,6 @@ def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys
     assert code == 0 and "dry run, nothing removed" in out
     assert "remove run folder: provider_i__propensity_scoring/scheduled__2026-02-02" in out
     assert "keep   run folder: provider_i__propensity_model/scheduled__2026-02-01" in out and "current champion" in out
-    assert "remove rows:" in out and "prediction_days 30" in out
+    assert "remove rows:" in out and "prediction_days 1" in out
     assert "remove free space: warehouse file provider_i.duckdb: rewritten" in out and "at least 20%" in out
     assert sorted(p for p in incremental.home.rglob("*") if "airflow" not in str(p)) == before

@@ -174,6 +174,38 @@ def prune_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def predictions_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Every kept day's predictions (the latest scoring run of each snapshot) in one Parquet or CSV file."""
+    import os
+
+    import duckdb
+
+    from batchops.storage.rebuild import prediction_files
+
+    out = args.out.expanduser().absolute()
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise BatchOpsError(f"--out {args.out}: name a .parquet or .csv file")
+    if not out.parent.is_dir():
+        raise BatchOpsError(f"--out {args.out}: folder {out.parent} does not exist")
+    config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
+    known_provider(config_set, args.provider)
+    found = prediction_files(settings, config_set.providers[args.provider], args.since, args.until)
+    if not found:
+        raise BatchOpsError(f"no predictions of {args.provider} between {args.since or 'the first run'} and "
+                            f"{args.until or 'today'} in {settings.runs_dir} (run folders are kept run_days)")
+    partial = out.with_name(f".{out.name}.partial")
+    with duckdb.connect() as con:
+        rows = con.read_parquet([str(path) for _, path in found.values()], union_by_name=True)
+        count = rows.aggregate("count(*)").fetchall()[0][0]
+        ordered = rows.order("snapshot_date, customer_id")
+        (ordered.write_parquet if out.suffix.lower() == ".parquet" else ordered.write_csv)(str(partial))
+    os.replace(partial, out)  # a reader never meets half a file
+    print(f"wrote {count:,} predictions of {len(found)} snapshot(s), {min(found)} to {max(found)}, to {out} "
+          f"(each the latest scoring run of its date: {', '.join(run for run, _ in list(found.values())[-3:])}"
+          f"{', ...' if len(found) > 3 else ''})")
+    return 0
+
+
 def check_worker_command(settings: Settings) -> int:
     """The oversubscription warning a worker prints at start-up; exit 0 either way (a warning, not a refusal)."""
     import os
@@ -256,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     prune.add_argument("--airflow-before", type=datetime.fromisoformat,
                        help="remove Airflow's records from before this time (default: now - airflow_metadata_days)")
     prune.add_argument("--keep-airflow-records", action="store_true", help="leave Airflow's metadata database alone")
+    history = commands.add_parser("predictions", help="every kept day's predictions (the latest scoring run of each "
+                                                      "date, from runs/) in one .parquet or .csv file")
+    history.add_argument("--provider", required=True, help="provider_id")
+    history.add_argument("--from", dest="since", type=iso_date, help="first snapshot date (YYYY-MM-DD)")
+    history.add_argument("--to", dest="until", type=iso_date, help="last snapshot date (YYYY-MM-DD)")
+    history.add_argument("--out", required=True, type=Path, help="the file to write: .parquet or .csv")
     commands.add_parser("sync-roles", help="create the Airflow (FAB) roles the providers' access_roles name, each "
                                            "seeing only its providers' DAGs (run where `airflow` runs, after db migrate)")
     commands.add_parser("check-worker", help="warn when worker concurrency x DuckDB threads exceeds the cores "
@@ -275,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         return check_worker_command(settings)
     if args.command == "sync-roles":
         return sync_roles_command(settings)
+    if args.command == "predictions":
+        try:
+            return predictions_command(settings, args)
+        except BatchOpsError as exc:
+            print(f"batchops predictions: {exc}", file=sys.stderr)
+            return 1
     if args.command == "prune":
         try:
             return prune_command(settings, args)

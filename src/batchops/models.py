@@ -114,6 +114,14 @@ def approved_twin(warehouse, settings: Settings, pipeline: str, sha256: str,
     return _row_to_model(row, settings.model_store(warehouse.provider_id)) if row else None
 
 
+def models_trained_on(warehouse, settings: Settings, snapshot: date) -> list[str]:
+    """The models registered from this drop (any pipeline): prune removed their training rows afterwards."""
+    ensure_registry(warehouse, settings)
+    return [row[0] for row in warehouse.execute(
+        "SELECT model_id FROM model_registry WHERE training_snapshot = CAST($snapshot AS DATE) ORDER BY registered_at",
+        {"snapshot": snapshot.isoformat()}).fetchall()]
+
+
 def latest_rejection(warehouse, settings: Settings, pipeline: str, as_of: date) -> str | None:
     """Why the newest model of the pipeline (trained on or before as_of) was not approved, if it was not."""
     ensure_registry(warehouse, settings)

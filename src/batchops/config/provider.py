@@ -236,12 +236,16 @@ class RetentionSettings(StrictModel):
     run_days: int = Field(30, ge=1, description="Run folders of COMPLETE runs.")
     failed_run_days: int = Field(90, ge=1, description="Run folders of FAILED, BLOCKED and NO DROP runs (for resuming "
                                                        "and post-mortems), and of runs that never wrote a summary.")
-    feature_days: int = Field(7, ge=1, description=(
+    feature_days: int = Field(1, ge=1, description=(
         "Feature and label rows, by the drop they were built for. Derived data: a run of a kept drop builds them "
         "again exactly as before (point in time by delivery)."))
-    prediction_days: int = Field(30, ge=1, description=(
+    prediction_days: int = Field(1, ge=1, description=(
         "Prediction rows; the run folder that holds a kept date's predictions is kept as long (rebuild takes them "
         "from it)."))
+    keep_training_rows: bool = Field(False, description=(
+        "False: the feature and label rows a model was trained on go at the first prune after every training "
+        "pipeline of the provider registered a model from that drop (they served their run; build_features of the "
+        "drop builds them again exactly). True: they are kept for feature_days like the scoring rows."))
     models_kept: int = Field(5, ge=1, description="The newest models of each pipeline kept in the model store.")
     champions_kept: int = Field(3, ge=1, description=(
         "The current champion and the champions before it, kept besides the newest models (to roll back)."))

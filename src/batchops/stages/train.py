@@ -31,6 +31,7 @@ from batchops.models import (
     build_model,
     latest_approved,
     load_verified_model,
+    models_trained_on,
     register_model,
     store_relative_path,
 )
@@ -293,6 +294,13 @@ def train(ctx: RunContext) -> dict[str, Any]:
     features = chosen.used
     frame = read_training_keys(ctx)
     if frame.empty:
+        with open_warehouse(ctx.settings, ctx.provider.provider_id) as warehouse:
+            served = models_trained_on(warehouse, ctx.settings, ctx.snapshot_date)
+        if served:
+            raise DataQualityError(
+                f"no training rows for snapshot {ctx.snapshot_date}: prune removed them after {', '.join(served)} was "
+                "registered from this drop (retention.keep_training_rows false). Clear build_features and train "
+                "together: build_features builds the same rows again.")
         raise DataQualityError(f"no training rows for snapshot {ctx.snapshot_date}: features/labels are empty. "
                                "Check that build_features ran and that the drop has history before T - horizon.")
     if frame["label"].nunique() < 2:

@@ -115,6 +115,14 @@ def run_history(settings: Settings, provider: ProviderConfig,
     return history
 
 
+def prediction_files(settings: Settings, provider: ProviderConfig, since: date | None = None,
+                     until: date | None = None) -> dict[date, tuple[str, Path]]:
+    """Per snapshot in [since, until]: (run id, predictions.parquet) of its latest scoring run still in runs/ -
+    the predictions of every day run_days keeps, where the warehouse keeps only prediction_days."""
+    return {snapshot: entry.predictions for snapshot, entry in sorted(run_history(settings, provider).items())
+            if entry.predictions and (since is None or snapshot >= since) and (until is None or snapshot <= until)}
+
+
 def without_pruned(history: dict[date, SnapshotHistory], watermarks: dict[str, date],
                     note: Callable[[str], None]) -> dict[date, SnapshotHistory]:
     """The history without the features and predictions that retention removed (prune's watermarks): a rebuild
