@@ -493,11 +493,20 @@ def test_predictions_of_every_kept_run_come_back_in_one_file_after_the_warehouse
     first_two = [run_context(incremental, INCREMENTAL, "propensity_model", START, f"scheduled__{START}"), rerun]
     assert len(pd.read_csv(csv, dtype={"customer_id": str})) == sum(  # the model's run scores its date too
         len(pd.read_parquet(ctx.run_dir / "predictions" / "predictions.parquet")) for ctx in first_two)
+    run_file = (rerun.run_dir / "predictions" / "predictions.parquet").read_bytes()
+    folder = tmp_path / "named.parquet"
+    folder.mkdir()
     for bad, said in ((["--out", str(tmp_path / "history.xlsx")], "name a .parquet or .csv file"),
                       (["--out", str(tmp_path / "no" / "h.csv")], "does not exist"),
-                      (["--from", "2030-01-01", "--out", str(csv)], "no predictions of provider_i between 2030-01-01")):
+                      (["--from", "2030-01-01", "--out", str(csv)], "no predictions of provider_i between 2030-01-01"),
+                      (["--out", str(tmp_path)], "name a .parquet or .csv file"),
+                      (["--out", str(rerun.run_dir / "predictions")], "name a .parquet or .csv file"),
+                      (["--out", str(rerun.run_dir.parent)], "name a .parquet or .csv file"),
+                      (["--out", str(folder)], "is a folder"),
+                      (["--out", str(rerun.run_dir / "predictions" / "predictions.parquet")], "which BatchOps writes")):
         assert main([*home, "predictions", "--provider", INCREMENTAL, *bad]) == 1
         assert said in capsys.readouterr().err
+    assert (rerun.run_dir / "predictions" / "predictions.parquet").read_bytes() == run_file
 
 
 def test_prune_dry_run_says_what_and_why_and_removes_nothing(incremental, capsys):

@@ -187,6 +187,11 @@ def predictions_command(settings: Settings, args: argparse.Namespace) -> int:
         raise BatchOpsError(f"--out {args.out}: name a .parquet or .csv file")
     if not out.parent.is_dir():
         raise BatchOpsError(f"--out {args.out}: folder {out.parent} does not exist")
+    if out.is_dir():
+        raise BatchOpsError(f"--out {args.out} is a folder; name a file in it")
+    for owned in (settings.runs_dir, settings.warehouse_dir):
+        if out.resolve().is_relative_to(owned.resolve()):  # the file would replace a run's own predictions
+            raise BatchOpsError(f"--out {args.out} is inside {owned}, which BatchOps writes; name a file elsewhere")
     config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
     known_provider(config_set, args.provider)
     found = prediction_files(settings, config_set.providers[args.provider], args.since, args.until)
