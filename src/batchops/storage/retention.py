@@ -178,7 +178,38 @@ def served_training_snapshots(registry: list[dict[str, Any]], training_pipelines
     return sorted(set.intersection(*registered))
 
 
-def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, training_pipelines: list[str]) -> None:
+def training_pipelines(config_set: ConfigSet, provider_id: str) -> list[str]:
+    return [pipeline for pipeline in config_set.providers[provider_id].pipelines
+            if "train" in config_set.pipeline_for(provider_id, pipeline).stages]
+
+
+def training_row_statements(served: list[date]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(table, DELETE, parameters) removing the training rows of the served drops (labels exist only for them)."""
+    parameters = {"served": [d.isoformat() for d in served]}
+    return [(table, f"DELETE FROM {table} WHERE {condition}list_contains(CAST($served AS DATE[]), source_snapshot)",
+             parameters) for table, condition in (("features", "purpose = 'train' AND "), ("labels", ""))]
+
+
+def remove_served_training_rows(settings: Settings, config_set: ConfigSet, provider_id: str) -> int:
+    """Remove the training rows whose models are registered, unless keep_training_rows (rebuild: it builds every
+    kept drop's features again, training rows included). Returns the rows removed."""
+    if config_set.providers[provider_id].retention.keep_training_rows:
+        return 0
+    served = served_training_snapshots(_registry(settings, provider_id), training_pipelines(config_set, provider_id))
+    if not served:
+        return 0
+    removed = 0
+    with open_warehouse(settings, provider_id) as warehouse:
+        tables = {row[0] for row in warehouse.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        with transaction(warehouse):
+            for table, sql, parameters in training_row_statements(served):
+                if table in tables:
+                    removed += warehouse.execute(sql, parameters).fetchone()[0]
+    return removed
+
+
+def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainers: list[str]) -> None:
     policy = provider.retention
     features_before = plan.today - timedelta(days=policy.feature_days)
     predictions_before = plan.today - timedelta(days=policy.prediction_days)
@@ -186,7 +217,7 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainin
     if not warehouse_path(settings, provider.provider_id).exists():
         return
     served = [] if policy.keep_training_rows else [
-        snapshot for snapshot in served_training_snapshots(_registry(settings, provider.provider_id), training_pipelines)
+        snapshot for snapshot in served_training_snapshots(_registry(settings, provider.provider_id), trainers)
         if snapshot >= features_before]  # older ones go with the feature_days window
     with open_warehouse(settings, provider.provider_id) as warehouse:
         tables = {row[0] for row in warehouse.execute(
@@ -202,11 +233,8 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainin
                                          {"before": before}).fetchone()[0]
                 counted.append((table, rows, sql, before, window))
         if served:
-            for table, condition in (("features", "purpose = 'train' AND "), ("labels", "")):  # labels: train only
+            for table, sql, parameters in training_row_statements(served):
                 if table in tables:
-                    sql = (f"DELETE FROM {table} WHERE {condition}"
-                           "list_contains(CAST($served AS DATE[]), source_snapshot)")
-                    parameters = {"served": [d.isoformat() for d in served]}
                     rows = warehouse.execute(sql.replace("DELETE FROM", "SELECT count(*) FROM"), parameters).fetchone()[0]
                     if rows:
                         plan.remove("rows", f"{rows:,} training rows of {table}", "a model of every training pipeline "
@@ -282,8 +310,7 @@ def plan_prune(settings: Settings, config_set: ConfigSet, provider_id: str, toda
     provider = config_set.providers[provider_id]
     plan = PrunePlan(provider_id, today)
     champion_runs = _models(plan, settings, provider)
-    training_pipelines = [p for p in provider.pipelines if "train" in config_set.pipeline_for(provider_id, p).stages]
-    _rows(plan, settings, provider, training_pipelines)
+    _rows(plan, settings, provider, training_pipelines(config_set, provider_id))
     _run_folders(plan, settings, provider, champion_runs)
     plan.metadata_before = metadata_before or (datetime.now(UTC) - timedelta(days=provider.retention.airflow_metadata_days))
     plan.dag_ids = [f"{provider_id}__{pipeline}" for pipeline in provider.pipelines]
