@@ -318,20 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         return check_worker_command(settings)
     if args.command == "sync-roles":
         return sync_roles_command(settings)
-    if args.command == "predictions":
-        try:
-            return predictions_command(settings, args)
-        except BatchOpsError as exc:
-            print(f"batchops predictions: {exc}", file=sys.stderr)
-            return 1
-    if args.command == "prune":
-        try:
-            return prune_command(settings, args)
-        except BatchOpsError as exc:
-            print(f"batchops prune: {exc}", file=sys.stderr)
-            return 1
+    command = {"predictions": predictions_command, "prune": prune_command}.get(args.command, maintenance_command)
     try:
-        return maintenance_command(settings, args)
+        return command(settings, args)
     except BatchOpsError as exc:
         print(f"batchops {args.command}: {exc}", file=sys.stderr)
         return 1
