@@ -308,11 +308,6 @@ def rebuild(settings: Settings, config_set: ConfigSet, provider_id: str, since: 
                 raise MaintenanceError(f"no drop of {provider_id} could be rebuilt ({len(failed)} failed: "
                                        + "; ".join(f"{r['snapshot_date']}: {r['failed']}" for r in failed[:3])
                                        + "); nothing was replaced")
-            from batchops.storage.retention import remove_served_training_rows
-
-            removed = remove_served_training_rows(build, config_set, provider_id)
-            if removed:
-                note(f"left out {removed:,} training rows whose models are registered (keep_training_rows false)")
             tables = verify_database(built)
             incoming = incoming_path(target)  # beside the warehouse: the swap is one rename on one file system
             os.replace(built, incoming)

@@ -190,25 +190,6 @@ def training_row_statements(served: list[date]) -> list[tuple[str, str, dict[str
              parameters) for table, condition in (("features", "purpose = 'train' AND "), ("labels", ""))]
 
 
-def remove_served_training_rows(settings: Settings, config_set: ConfigSet, provider_id: str) -> int:
-    """Remove the training rows whose models are registered, unless keep_training_rows (rebuild: it builds every
-    kept drop's features again, training rows included). Returns the rows removed."""
-    if config_set.providers[provider_id].retention.keep_training_rows:
-        return 0
-    served = served_training_snapshots(_registry(settings, provider_id), training_pipelines(config_set, provider_id))
-    if not served:
-        return 0
-    removed = 0
-    with open_warehouse(settings, provider_id) as warehouse:
-        tables = {row[0] for row in warehouse.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
-        with transaction(warehouse):
-            for table, sql, parameters in training_row_statements(served):
-                if table in tables:
-                    removed += warehouse.execute(sql, parameters).fetchone()[0]
-    return removed
-
-
 def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainers: list[str]) -> None:
     policy = provider.retention
     features_before = plan.today - timedelta(days=policy.feature_days)
