@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -460,6 +461,50 @@ def test_prune_removes_training_rows_once_their_model_is_registered_and_train_sa
     config.write_text(config.read_text() + "retention: {keep_training_rows: true}\n")
     apply_prune(incremental, plan_prune(incremental, configs(), INCREMENTAL, START), airflow_records=False)
     assert training_rows(incremental, INCREMENTAL, START) == built
+
+
+def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(incremental, capsys):
+    from batchops.cli import main
+    from batchops.storage import backup as backups
+    from batchops.storage.rebuild import landing_snapshots
+
+    deliver(incremental, INCREMENTAL, START, 4, "incremental")
+    days = [START + timedelta(days=k) for k in range(4)]
+    for day in days:
+        run_day(incremental, INCREMENTAL, day, stages=(ingest, validate, load))
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + "retention: {landing_days: 1}\n")
+
+    def prune_landing() -> list[str]:
+        configs = load_config_set(incremental.config_dir, incremental.pipelines_dir, incremental.sql_dir)
+        plan = plan_prune(incremental, configs, INCREMENTAL, days[-1])
+        apply_prune(incremental, plan, airflow_records=False)
+        return [r.line() for r in plan.removals if r.kind == "landing drop"]
+
+    def landed() -> list[date]:
+        configs = load_config_set(incremental.config_dir, incremental.pipelines_dir, incremental.sql_dir)
+        return landing_snapshots(configs.providers[INCREMENTAL], incremental.data_dir)
+
+    # days 1 and 2 are older than landing_days, but no backup holds them yet
+    lines = prune_landing()
+    assert landed() == days and len(lines) == 1, lines
+    assert lines[0].startswith(f"keep   landing drop: 2 drop(s) older than landing_days 1 ({days[0]}, {days[1]})")
+    assert f"no verified backup of the warehouse: python -m batchops backup --provider {INCREMENTAL}" in lines[0]
+    good = Path(backups.backup(incremental, INCREMENTAL)["backup"])
+    run_day(incremental, INCREMENTAL, days[1], run_id="manual__again", stages=(ingest, validate, load))  # reloaded
+    lines = prune_landing()
+    assert landed() == days[1:]
+    assert any(line.startswith(f"remove landing drop: {INCREMENTAL}/{days[0]}") and good.name in line for line in lines)
+    assert any(f"({days[1]})" in line and "loaded again after the newest verified backup" in line for line in lines)
+    # a newer backup that no longer matches its manifest is not trusted: the older verified one still decides
+    damaged = Path(backups.backup(incremental, INCREMENTAL)["backup"])
+    with damaged.open("ab") as handle:
+        handle.write(b"\0")
+    lines = prune_landing()
+    assert landed() == days[1:] and any(good.name in line for line in lines), lines
+    # without the drop, rebuild refuses (restore brings its rows back), nothing is lost silently
+    assert main(["--home", str(incremental.home), "rebuild", "--provider", INCREMENTAL]) == 1
+    assert f"no longer under {incremental.data_dir}" in capsys.readouterr().err
 
 
 def test_predictions_of_every_kept_run_come_back_in_one_file_after_the_warehouse_pruned_them(incremental, capsys,

@@ -246,6 +246,10 @@ class RetentionSettings(StrictModel):
         "False: the feature and label rows a model was trained on go at the first prune after every training "
         "pipeline of the provider registered a model from that drop (they served their run; build_features of the "
         "drop builds them again exactly). True: they are kept for feature_days like the scoring rows."))
+    landing_days: int | None = Field(None, ge=1, description=(
+        "Landing drops (the provider's folders under BATCHOPS_DATA_DIR) of dates more than this many days back, "
+        "each only once the newest verified backup holds its load (the same load_id for every entity), so a "
+        "restore brings every removed drop's rows back. None keeps every drop (a rebuild starts from them)."))
     models_kept: int = Field(5, ge=1, description="The newest models of each pipeline kept in the model store.")
     champions_kept: int = Field(3, ge=1, description=(
         "The current champion and the champions before it, kept besides the newest models (to roll back)."))

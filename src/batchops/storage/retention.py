@@ -1,4 +1,5 @@
-"""Retention: what grows with every run (rows, run folders, models, Airflow's records) kept for a window.
+"""Retention: what grows with every run (rows, run folders, models, Airflow's records, and landing drops when
+landing_days is set) kept for a window.
 
 `plan_prune` decides, for one provider and a day, what goes and why, and what is kept although old and why
 (the current champion and the run that trained it, runs that may still be resumed, run folders a rebuild
@@ -25,8 +26,9 @@ from batchops.config import ConfigSet, ProviderConfig
 from batchops.models import ensure_registry
 from batchops.owner import owner_tag
 from batchops.settings import Settings
+from batchops.storage.backup import MaintenanceError, list_backups, verify_backup
 from batchops.storage.compact import compact, free_bytes
-from batchops.storage.rebuild import run_history
+from batchops.storage.rebuild import landing_snapshots, run_history
 from batchops.storage.warehouse import open_warehouse, transaction, warehouse_path
 
 SUMMARY_HEADLINE = "# Run summary: "
@@ -247,6 +249,74 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainer
                     "MiB; compact_free_share)")
 
 
+LOADS_QUERY = "SELECT snapshot_date, entity, load_id FROM load_audit"
+HAS_LOAD_AUDIT = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'load_audit'"
+
+
+def _loads(connection) -> dict[date, set[tuple[str, str]]]:
+    """Per loaded drop: its (entity, load_id) pairs, from the database's load_audit ({} when it has none)."""
+    rows = connection.execute(LOADS_QUERY).fetchall() if connection.execute(HAS_LOAD_AUDIT).fetchone()[0] else []
+    loads: dict[date, set[tuple[str, str]]] = {}
+    for snapshot, entity, load_id in rows:
+        loads.setdefault(snapshot, set()).add((entity, load_id))
+    return loads
+
+
+def newest_verified_backup(settings: Settings, provider_id: str) -> tuple[Path | None, list[str]]:
+    """The newest backup that verifies against its manifest, and why each newer one did not."""
+    skipped = []
+    for backup_file in reversed(list_backups(settings, provider_id)):
+        try:
+            verify_backup(backup_file, provider_id)
+            return backup_file, skipped
+        except MaintenanceError as exc:
+            skipped.append(str(exc))
+    return None, skipped
+
+
+def _landing(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> None:
+    """Landing drops older than landing_days whose current load the newest verified backup holds."""
+    days = provider.retention.landing_days
+    if days is None:
+        return
+    before = plan.today - timedelta(days=days)
+    old = [s for s in landing_snapshots(provider, settings.data_dir) if s < before]
+    if not old:
+        return
+    import duckdb
+
+    loads = {}
+    if warehouse_path(settings, provider.provider_id).exists():
+        with open_warehouse(settings, provider.provider_id) as warehouse:
+            loads = _loads(warehouse)
+    backup_file, skipped = newest_verified_backup(settings, provider.provider_id)
+    backed_up = {}
+    if backup_file:
+        with duckdb.connect(str(backup_file), read_only=True) as copy:
+            backed_up = _loads(copy)
+    kept: dict[str, list[date]] = {}
+    for snapshot in old:
+        folder = provider.landing_dir(settings.data_dir, snapshot)
+        if folder.is_symlink():
+            continue  # not a folder BatchOps may remove; left alone
+        if snapshot not in loads:
+            kept.setdefault("never loaded (a run of it may still load it)", []).append(snapshot)
+        elif backup_file is None:
+            kept.setdefault("no verified backup of the warehouse" + (f" ({skipped[0]})" if skipped else "") +
+                            f": python -m batchops backup --provider {provider.provider_id}", []).append(snapshot)
+        elif loads[snapshot] != backed_up.get(snapshot):
+            kept.setdefault(f"loaded again after the newest verified backup {backup_file.name}: take a backup",
+                            []).append(snapshot)
+        else:
+            plan.remove("landing drop", str(folder.relative_to(settings.data_dir)),
+                        f"older than landing_days {days}, loaded, and held by backup {backup_file.name}",
+                        folder_bytes(folder))
+            plan.folders.append(folder)
+    for why, snapshots in kept.items():
+        listed = ", ".join(map(str, snapshots[:5])) + (f" and {len(snapshots) - 5} more" if len(snapshots) > 5 else "")
+        plan.keep("landing drop", f"{len(snapshots)} drop(s) older than landing_days {days} ({listed})", why)
+
+
 def _run_folders(plan: PrunePlan, settings: Settings, provider: ProviderConfig, champion_runs: set[str]) -> None:
     policy = provider.retention
     history = run_history(settings, provider)
@@ -293,6 +363,7 @@ def plan_prune(settings: Settings, config_set: ConfigSet, provider_id: str, toda
     champion_runs = _models(plan, settings, provider)
     _rows(plan, settings, provider, training_pipelines(config_set, provider_id))
     _run_folders(plan, settings, provider, champion_runs)
+    _landing(plan, settings, provider)
     plan.metadata_before = metadata_before or (datetime.now(UTC) - timedelta(days=provider.retention.airflow_metadata_days))
     plan.dag_ids = [f"{provider_id}__{pipeline}" for pipeline in provider.pipelines]
     plan.remove("airflow records", ", ".join(plan.dag_ids),
