@@ -502,6 +502,14 @@ def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(
         handle.write(b"\0")
     lines = prune_landing()
     assert landed() == days[1:] and any(good.name in line for line in lines), lines
+    # a provider whose landing_path reaches the same folders: none of them is removed
+    twin = incremental.config_dir / "provider_t.yaml"
+    twin.write_text(config.read_text().replace(f"provider_id: {INCREMENTAL}", "provider_id: provider_t") +
+                    f"landing_path: \"{INCREMENTAL}/{{snapshot_date}}\"\n")
+    backups.backup(incremental, INCREMENTAL)  # holds the reload of day 2: only the shared folder keeps it
+    lines = prune_landing()
+    assert landed() == days[1:] and any("also provider_t's landing folder" in line for line in lines), lines
+    twin.unlink()
     # without the drop, rebuild refuses (restore brings its rows back), nothing is lost silently
     assert main(["--home", str(incremental.home), "rebuild", "--provider", INCREMENTAL]) == 1
     assert f"no longer under {incremental.data_dir}" in capsys.readouterr().err

@@ -274,8 +274,9 @@ def newest_verified_backup(settings: Settings, provider_id: str) -> tuple[Path |
     return None, skipped
 
 
-def _landing(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> None:
-    """Landing drops older than landing_days whose current load the newest verified backup holds."""
+def _landing(plan: PrunePlan, settings: Settings, provider: ProviderConfig, others: list[ProviderConfig]) -> None:
+    """Landing drops older than landing_days whose current load the newest verified backup holds; never a folder
+    another provider's landing_path also reaches."""
     days = provider.retention.landing_days
     if days is None:
         return
@@ -299,7 +300,12 @@ def _landing(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> N
         folder = provider.landing_dir(settings.data_dir, snapshot)
         if folder.is_symlink():
             continue  # not a folder BatchOps may remove; left alone
-        if snapshot not in loads:
+        sharing = [other.provider_id for other in others
+                   if (theirs := other.landing_dir(settings.data_dir, snapshot).resolve()).is_relative_to(folder.resolve())
+                   or folder.resolve().is_relative_to(theirs)]
+        if sharing:
+            kept.setdefault(f"the folder is also {', '.join(sharing)}'s landing folder", []).append(snapshot)
+        elif snapshot not in loads:
             kept.setdefault("never loaded (a run of it may still load it)", []).append(snapshot)
         elif backup_file is None:
             kept.setdefault("no verified backup of the warehouse" + (f" ({skipped[0]})" if skipped else "") +
@@ -363,7 +369,7 @@ def plan_prune(settings: Settings, config_set: ConfigSet, provider_id: str, toda
     champion_runs = _models(plan, settings, provider)
     _rows(plan, settings, provider, training_pipelines(config_set, provider_id))
     _run_folders(plan, settings, provider, champion_runs)
-    _landing(plan, settings, provider)
+    _landing(plan, settings, provider, [p for p in config_set.providers.values() if p.provider_id != provider_id])
     plan.metadata_before = metadata_before or (datetime.now(UTC) - timedelta(days=provider.retention.airflow_metadata_days))
     plan.dag_ids = [f"{provider_id}__{pipeline}" for pipeline in provider.pipelines]
     plan.remove("airflow records", ", ".join(plan.dag_ids),
