@@ -515,6 +515,29 @@ def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(
     assert f"no longer under {incremental.data_dir}" in capsys.readouterr().err
 
 
+def test_backup_before_prune_lets_old_landing_drops_go_the_same_day_and_a_dry_run_takes_none(incremental, capsys):
+    from batchops.cli import main
+    from batchops.storage import backup as backups
+    from batchops.storage.rebuild import landing_snapshots
+
+    deliver(incremental, INCREMENTAL, START, 4, "incremental")
+    days = [START + timedelta(days=k) for k in range(4)]
+    for day in days:
+        run_day(incremental, INCREMENTAL, day, stages=(ingest, validate, load))
+    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + "retention: {landing_days: 1, backup_before_prune: true}\n")
+    prune = ["--home", str(incremental.home), "prune", "--provider", INCREMENTAL, "--today", days[-1].isoformat(),
+             "--keep-airflow-records"]
+    assert main([*prune, "--dry-run"]) == 0
+    assert backups.list_backups(incremental, INCREMENTAL) == [] and "backed up" not in capsys.readouterr().out
+    assert main(prune) == 0
+    out = capsys.readouterr().out
+    made = backups.list_backups(incremental, INCREMENTAL)
+    assert len(made) == 1 and f"backed up to {made[0].name}" in out
+    configs = load_config_set(incremental.config_dir, incremental.pipelines_dir, incremental.sql_dir)
+    assert landing_snapshots(configs.providers[INCREMENTAL], incremental.data_dir) == days[2:]
+
+
 def test_predictions_of_every_kept_run_come_back_in_one_file_after_the_warehouse_pruned_them(incremental, capsys,
                                                                                               tmp_path):
     from batchops.cli import main

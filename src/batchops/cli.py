@@ -145,7 +145,7 @@ def prune_command(settings: Settings, args: argparse.Namespace) -> int:
     """What retention removes for each provider (or one), and why; --dry-run only says it."""
     from datetime import UTC, datetime
 
-    from batchops.storage.retention import apply_prune, plan_prune
+    from batchops.storage.retention import apply_prune, backup_before_prune, plan_prune
 
     config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
     if args.provider:
@@ -154,8 +154,11 @@ def prune_command(settings: Settings, args: argparse.Namespace) -> int:
     today = args.today or datetime.now(UTC).date()
     total = 0
     for provider_id in providers:
+        backed_up = None if args.dry_run else backup_before_prune(settings, config_set, provider_id)
         plan = plan_prune(settings, config_set, provider_id, today, args.airflow_before)
         print(f"{provider_id} ({'dry run, nothing removed' if args.dry_run else 'pruning'}, today {today}):")
+        if backed_up:
+            print(f"  {backed_up}")
         for removal in plan.removals:
             print(f"  {removal.line()}")
         if not args.dry_run:

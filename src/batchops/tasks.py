@@ -194,13 +194,16 @@ def run_prune(provider_id: str, settings: Settings, **context: Any) -> dict[str,
     from airflow.sdk.exceptions import AirflowFailException
 
     from batchops.config import load_config_set
-    from batchops.storage.retention import apply_prune, plan_prune
+    from batchops.storage.retention import apply_prune, backup_before_prune, plan_prune
 
     config_set = load_config_set(settings.config_dir, settings.pipelines_dir, settings.sql_dir)
     if provider_id not in config_set.providers:
         raise AirflowFailException(f"{provider_id}'s config is no longer valid; nothing pruned (python -m batchops "
                                    "validate)")
     moment = context.get("data_interval_end") or datetime.now(UTC)
+    backed_up = backup_before_prune(settings, config_set, provider_id)
+    if backed_up:
+        print(backed_up)
     plan = plan_prune(settings, config_set, provider_id, moment.date())
     for removal in plan.removals:
         print(removal.line())

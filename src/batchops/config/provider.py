@@ -250,6 +250,10 @@ class RetentionSettings(StrictModel):
         "Landing drops (the provider's folders under BATCHOPS_DATA_DIR) of dates more than this many days back, "
         "each only once the newest verified backup holds its load (the same load_id for every entity), so a "
         "restore brings every removed drop's rows back. None keeps every drop (a rebuild starts from them)."))
+    backup_before_prune: bool = Field(False, description=(
+        "Prune (the batchops_maintenance DAG's and python -m batchops prune's, not --dry-run) first backs the "
+        "warehouse up (python -m batchops backup, keeping BATCHOPS_BACKUP_RETENTION): with landing_days, the old "
+        "drops that backup holds go the same day, without a backup job of your own."))
     models_kept: int = Field(5, ge=1, description="The newest models of each pipeline kept in the model store.")
     champions_kept: int = Field(3, ge=1, description=(
         "The current champion and the champions before it, kept besides the newest models (to roll back)."))

@@ -26,7 +26,7 @@ from batchops.config import ConfigSet, ProviderConfig
 from batchops.models import ensure_registry
 from batchops.owner import owner_tag
 from batchops.settings import Settings
-from batchops.storage.backup import MaintenanceError, list_backups, verify_backup
+from batchops.storage.backup import MaintenanceError, backup, list_backups, verify_backup
 from batchops.storage.compact import compact, free_bytes
 from batchops.storage.rebuild import landing_snapshots, run_history
 from batchops.storage.warehouse import open_warehouse, transaction, warehouse_path
@@ -359,6 +359,18 @@ def _run_folders(plan: PrunePlan, settings: Settings, provider: ProviderConfig, 
             plan.remove("run folder", name, f"{state}, snapshot {snapshot}: older than "
                         f"{'run_days' if outcome == 'COMPLETE' else 'failed_run_days'} {days}", folder_bytes(run_folder))
             plan.folders.append(run_folder)
+
+
+def backup_before_prune(settings: Settings, config_set: ConfigSet, provider_id: str) -> str | None:
+    """The backup retention.backup_before_prune asks for, taken before planning (so the plan counts on it); the
+    line to print, or None when not asked or there is no warehouse yet."""
+    if not config_set.providers[provider_id].retention.backup_before_prune:
+        return None
+    if not warehouse_path(settings, provider_id).exists():
+        return None
+    made = backup(settings, provider_id)
+    return (f"backed up to {Path(made['backup']).name} ({made['bytes']:,} bytes; backup_before_prune); removed by "
+            f"backup retention: {', '.join(made['removed']) or 'none'}")
 
 
 def plan_prune(settings: Settings, config_set: ConfigSet, provider_id: str, today: date,
