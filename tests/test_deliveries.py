@@ -464,7 +464,10 @@ def test_prune_removes_training_rows_once_their_model_is_registered_and_train_sa
 
 
 def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(incremental, capsys):
+    import subprocess
+
     from batchops.cli import main
+    from batchops.owner import HOST
     from batchops.storage import backup as backups
     from batchops.storage.rebuild import landing_snapshots
 
@@ -492,8 +495,14 @@ def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(
     assert f"no verified backup of the warehouse: python -m batchops backup --provider {INCREMENTAL}" in lines[0]
     good = Path(backups.backup(incremental, INCREMENTAL)["backup"])
     run_day(incremental, INCREMENTAL, days[1], run_id="manual__again", stages=(ingest, validate, load))  # reloaded
+    # what a prune killed between renaming a drop away and deleting it leaves: the next removal there cleans it
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    leftover = incremental.data_dir / INCREMENTAL / f".2026-01-01.{HOST}-{ended.pid}.deadbeef"
+    leftover.mkdir()
+    (leftover / "transactions.csv").write_text("id\n1\n")
     lines = prune_landing()
-    assert landed() == days[1:]
+    assert landed() == days[1:] and not leftover.exists()
     assert any(line.startswith(f"remove landing drop: {INCREMENTAL}/{days[0]}") and good.name in line for line in lines)
     assert any(f"({days[1]})" in line and "loaded again after the newest verified backup" in line for line in lines)
     # a newer backup that no longer matches its manifest is not trusted: the older verified one still decides

@@ -25,6 +25,7 @@ from batchops.artifacts import write_json_atomic
 from batchops.config import ConfigSet, ProviderConfig
 from batchops.models import ensure_registry
 from batchops.owner import owner_tag
+from batchops.recovery import remove_dead_temp_files
 from batchops.settings import Settings
 from batchops.storage.backup import MaintenanceError, backup, list_backups, verify_backup
 from batchops.storage.compact import compact, free_bytes
@@ -434,6 +435,8 @@ def apply_prune(settings: Settings, plan: PrunePlan, airflow_records: bool = Tru
     compacted = None
     if plan.compact_free_share is not None:
         compacted = compact(settings, plan.provider_id, plan.compact_free_share)
+    for parent in sorted({folder.parent for folder in plan.folders}):  # an earlier prune killed mid-removal
+        remove_dead_temp_files(parent, (".",))
     for folder in plan.folders:
         if folder.exists():
             _remove_folder(folder)
