@@ -463,6 +463,17 @@ def test_prune_removes_training_rows_once_their_model_is_registered_and_train_sa
     assert training_rows(incremental, INCREMENTAL, START) == built
 
 
+def four_loaded_days(settings, retention: str) -> tuple[list[date], Path]:
+    """Four daily drops of the incremental provider, loaded, and its retention set to `retention` (YAML flow)."""
+    deliver(settings, INCREMENTAL, START, 4, "incremental")
+    days = [START + timedelta(days=k) for k in range(4)]
+    for day in days:
+        run_day(settings, INCREMENTAL, day, stages=(ingest, validate, load))
+    config = settings.config_dir / f"{INCREMENTAL}.yaml"
+    config.write_text(config.read_text() + f"retention: {retention}\n")
+    return days, config
+
+
 def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(incremental, capsys):
     import subprocess
 
@@ -471,12 +482,7 @@ def test_landing_drops_go_only_once_the_newest_verified_backup_holds_their_load(
     from batchops.storage import backup as backups
     from batchops.storage.rebuild import landing_snapshots
 
-    deliver(incremental, INCREMENTAL, START, 4, "incremental")
-    days = [START + timedelta(days=k) for k in range(4)]
-    for day in days:
-        run_day(incremental, INCREMENTAL, day, stages=(ingest, validate, load))
-    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
-    config.write_text(config.read_text() + "retention: {landing_days: 1}\n")
+    days, config = four_loaded_days(incremental, "{landing_days: 1}")
 
     def prune_landing() -> list[str]:
         configs = load_config_set(incremental.config_dir, incremental.pipelines_dir, incremental.sql_dir)
@@ -529,12 +535,7 @@ def test_backup_before_prune_lets_old_landing_drops_go_the_same_day_and_a_dry_ru
     from batchops.storage import backup as backups
     from batchops.storage.rebuild import landing_snapshots
 
-    deliver(incremental, INCREMENTAL, START, 4, "incremental")
-    days = [START + timedelta(days=k) for k in range(4)]
-    for day in days:
-        run_day(incremental, INCREMENTAL, day, stages=(ingest, validate, load))
-    config = incremental.config_dir / f"{INCREMENTAL}.yaml"
-    config.write_text(config.read_text() + "retention: {landing_days: 1, backup_before_prune: true}\n")
+    days, _ = four_loaded_days(incremental, "{landing_days: 1, backup_before_prune: true}")
     prune = ["--home", str(incremental.home), "prune", "--provider", INCREMENTAL, "--today", days[-1].isoformat(),
              "--keep-airflow-records"]
     assert main([*prune, "--dry-run"]) == 0

@@ -134,10 +134,9 @@ def _registry(settings: Settings, provider_id: str) -> list[dict[str, Any]]:
                      strict=True)) for row in rows]
 
 
-def _models(plan: PrunePlan, settings: Settings, provider: ProviderConfig) -> set[str]:
+def _models(plan: PrunePlan, settings: Settings, provider: ProviderConfig, registry: list[dict[str, Any]]) -> set[str]:
     """Plan the model store; returns the run ids of the models kept as champions (their runs are kept too)."""
     policy = provider.retention
-    registry = _registry(settings, provider.provider_id)
     champion_runs: set[str] = set()
     keep: dict[str, str] = {}
     for pipeline in sorted({entry["pipeline"] for entry in registry}):
@@ -193,7 +192,8 @@ def training_row_statements(served: list[date]) -> list[tuple[str, str, dict[str
              parameters) for table, condition in (("features", "purpose = 'train' AND "), ("labels", ""))]
 
 
-def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainers: list[str]) -> None:
+def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, registry: list[dict[str, Any]],
+          trainers: list[str]) -> None:
     policy = provider.retention
     features_before = plan.today - timedelta(days=policy.feature_days)
     predictions_before = plan.today - timedelta(days=policy.prediction_days)
@@ -201,7 +201,7 @@ def _rows(plan: PrunePlan, settings: Settings, provider: ProviderConfig, trainer
     if not warehouse_path(settings, provider.provider_id).exists():
         return
     served = [] if policy.keep_training_rows else [
-        snapshot for snapshot in served_training_snapshots(_registry(settings, provider.provider_id), trainers)
+        snapshot for snapshot in served_training_snapshots(registry, trainers)
         if snapshot >= features_before]  # older ones go with the feature_days window
     with open_warehouse(settings, provider.provider_id) as warehouse:
         tables = {row[0] for row in warehouse.execute(
@@ -379,8 +379,9 @@ def plan_prune(settings: Settings, config_set: ConfigSet, provider_id: str, toda
     """What prune removes for one provider on `today`, and what it keeps although old, each with why."""
     provider = config_set.providers[provider_id]
     plan = PrunePlan(provider_id, today)
-    champion_runs = _models(plan, settings, provider)
-    _rows(plan, settings, provider, training_pipelines(config_set, provider_id))
+    registry = _registry(settings, provider_id)  # read once: the models and the training rows both need it
+    champion_runs = _models(plan, settings, provider, registry)
+    _rows(plan, settings, provider, registry, training_pipelines(config_set, provider_id))
     _run_folders(plan, settings, provider, champion_runs)
     _landing(plan, settings, provider, [p for p in config_set.providers.values() if p.provider_id != provider_id])
     plan.metadata_before = metadata_before or (datetime.now(UTC) - timedelta(days=provider.retention.airflow_metadata_days))
