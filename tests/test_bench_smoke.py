@@ -37,4 +37,23 @@ def test_harness_runs_at_tiny_size_and_writes_results(tmp_path):
     assert parse["dags"] == 21 and parse["errors"] == 0  # and maintenance
     assert parse["task_parse"]["dags"] == 2 and parse["task_parse"]["errors"] == 0  # its provider's two DAGs
     assert parse["cpu_seconds"] > 0 and any("factory.py" in name for name, _ in parse["profile_share_of_total"])
-    assert (results / "latest.md").read_text().startswith("# BatchOps benchmark")
+    markdown = (results / "latest.md").read_text()
+    assert markdown.startswith("# BatchOps benchmark")
+    assert "the parts both runs share" in markdown or "within 0.35x" in markdown
+
+
+def test_rollup_comparison_gives_every_variant_the_whole_history_rows(tmp_path):
+    """scripts/bench_rollup.py's rollups (a cold summary, yesterday's state carried forward) must give exactly the
+    aggregates of one GROUP BY over the whole history, corrections included, or its timings mean nothing."""
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_rollup.py"), "--customers", "3000",
+                           "--transactions", "60000", "--repeats", "1", "--corrections", "0.005",
+                           "--results", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(next(tmp_path.glob("rollup_*.json")).read_text())
+    assert result["corrected"] > 0 and result["removed"] > 0 and result["todays_rows"] > result["corrected"]
+    variants = result["variants"]
+    for name, variant in variants.items():
+        assert variant["rows_differing_from_whole_history"] == 0, name
+        assert variant["rows"] == variants["whole_history"]["rows"] > 0, name
+    # most customers were carried forward, not aggregated again: the state was used
+    assert 0 < variants["running_state"]["customers_aggregated_again"] < variants["whole_history"]["rows"] / 2
