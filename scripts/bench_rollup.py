@@ -17,7 +17,7 @@ each from the state the day before would have left, and checks that they give th
   that left each window are subtracted).
 
 The data: ../shared/bench/gen_scale.py at the given size, all delivered by the drop of 2026-02-01; the
-drop of 2026-02-02 adds the last day's purchases again under new ids (as scripts/bench.py's next day does)
+drop of 2026-02-02 adds the last day's purchases before it again under new ids (as scripts/bench.py's next day does)
 corrects a share of earlier purchases (a new amount under the same id) and removes as many (a full extract
 that no longer holds them). Results: rollup_<time>.json
 and .md under --results.
@@ -125,12 +125,15 @@ def running_state(previous: str, drop: str) -> str:
             "WHERE state.customer_id NOT IN (SELECT customer_id FROM touched)")
 
 
-def make_warehouse(con, data: Path, corrections: float) -> dict[str, int]:
-    con.execute(f"CREATE TABLE transactions AS SELECT transaction_id, customer_id, txn_date, amount, "
-                f"DATE '{YESTERDAY}' AS valid_from, CAST(NULL AS DATE) AS valid_to "
+def make_warehouse(con, data: Path, corrections: float, history_years: float) -> dict[str, int]:
+    # --history-years stretches the generator's two years of purchases over a longer past
+    con.execute(f"CREATE TABLE transactions AS SELECT transaction_id, customer_id, "
+                f"DATE '{YESTERDAY}' - CAST(round((DATE '{YESTERDAY}' - txn_date) * {history_years / 2}) AS INTEGER) "
+                f"AS txn_date, amount, DATE '{YESTERDAY}' AS valid_from, CAST(NULL AS DATE) AS valid_to "
                 f"FROM read_csv('{data}/transactions.csv')")
     con.execute(f"INSERT INTO transactions SELECT 'N' || substr(transaction_id, 2), customer_id, DATE '{YESTERDAY}', "
-                f"amount, DATE '{TODAY}', NULL FROM transactions WHERE txn_date = DATE '{YESTERDAY}' - 1")
+                f"amount, DATE '{TODAY}', NULL FROM transactions WHERE txn_date = (SELECT max(txn_date) FROM transactions "
+                f"WHERE txn_date < DATE '{YESTERDAY}')")
     # a correction: the old version ends at today's drop, the new one (another amount) starts there
     con.execute(f"CREATE TEMP TABLE corrected AS SELECT transaction_id FROM transactions WHERE valid_from = "
                 f"DATE '{YESTERDAY}' AND hash(transaction_id) % 1000000 < {int(corrections * 1_000_000)}")
@@ -163,7 +166,8 @@ def differing_rows(con, table: str) -> int:
                        f"(SELECT count(*) FROM (FROM {table} EXCEPT ALL FROM expected))").fetchone()[0]
 
 
-def run(customers: int, transactions: int, repeats: int, corrections: float, memory_limit: str) -> dict:
+def run(customers: int, transactions: int, repeats: int, corrections: float, history_years: float,
+        memory_limit: str) -> dict:
     import duckdb
 
     with tempfile.TemporaryDirectory(prefix="batchops-rollup-") as work:
@@ -172,7 +176,7 @@ def run(customers: int, transactions: int, repeats: int, corrections: float, mem
                         "--transactions", str(transactions)], check=True, capture_output=True)
         with duckdb.connect(str(Path(work) / "warehouse.duckdb")) as con:
             con.execute(f"SET memory_limit = '{memory_limit}'")
-            shape = make_warehouse(con, data, corrections)
+            shape = make_warehouse(con, data, corrections, history_years)
             con.execute("CHECKPOINT")
             # yesterday's run leaves its aggregates (running_state) and the load keeps the old rows' summary
             con.execute(f"CREATE TABLE state AS {whole_history(YESTERDAY)}")
@@ -194,7 +198,7 @@ def run(customers: int, transactions: int, repeats: int, corrections: float, mem
             results["running_state"]["customers_aggregated_again"] = con.execute(
                 f"SELECT count(*) FROM ({touched_customers(YESTERDAY, TODAY)})").fetchone()[0]
     results["cold_summary"]["build_seconds"] = cold_build
-    return {"customers": customers, "transactions": transactions, **shape, "rows_older_than_windows": cold_rows,
+    return {"customers": customers, "transactions": transactions, "corrections": corrections, "history_years": history_years, **shape, "rows_older_than_windows": cold_rows,
             "repeats": repeats, "memory_limit": memory_limit, "variants": results}
 
 
@@ -202,7 +206,8 @@ def markdown(result: dict) -> str:
     whole = result["variants"]["whole_history"]["seconds"]
     lines = [f"# Feature aggregates of one day: whole history against rollups ({result['started']})", "",
              f"Machine: {result['machine']['cpus']} CPUs, {result['machine']['memory_gib']} GiB. `python scripts/bench_rollup.py --customers {result['customers']} "
-             f"--transactions {result['transactions']} --repeats {result['repeats']}`; DuckDB memory_limit "
+             f"--transactions {result['transactions']} --repeats {result['repeats']} --corrections {result['corrections']} "
+             f"--history-years {result['history_years']}`; DuckDB memory_limit "
              f"{result['memory_limit']}.", "",
              f"{result['rows']:,} transaction rows, {result['todays_rows']:,} delivered by today's drop "
              f"({result['corrected']:,} of them corrections), {result['removed']:,} earlier rows removed by it, "
@@ -225,17 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--corrections", type=float, default=0.001,
                         help="share of the earlier purchases today's drop corrects, and again removes (0 to 0.5)")
+    parser.add_argument("--history-years", type=float, default=2.0,
+                        help="years of purchase history (the generator's two years, stretched or squeezed)")
     parser.add_argument("--memory-limit", default="1GB")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     if args.customers < 1 or args.transactions < 1 or args.repeats < 1:
         parser.error("--customers, --transactions and --repeats take 1 or more")
+    if not 0.1 <= args.history_years <= 50:
+        parser.error(f"--history-years {args.history_years}: give between 0.1 and 50")
     if not 0 <= args.corrections <= 0.5:
         parser.error(f"--corrections {args.corrections}: give a share between 0 and 0.5")
     if not (SHARED_BENCH / "gen_scale.py").exists():
         parser.error(f"the shared anchors are not at {SHARED_BENCH}; set BATCHOPS_SHARED_BENCH")
     result = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-              **run(args.customers, args.transactions, args.repeats, args.corrections, args.memory_limit)}
+              **run(args.customers, args.transactions, args.repeats, args.corrections, args.history_years,
+                  args.memory_limit)}
     args.results.mkdir(parents=True, exist_ok=True)
     stamp = result["started"].replace(":", "").replace("-", "")
     (args.results / f"rollup_{stamp}.json").write_text(json.dumps(result, indent=2))
