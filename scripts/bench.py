@@ -397,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             parser.error(f"cannot create --workdir {args.workdir}: {exc}; give a folder on a disk with room for "
                          "the data (about 3 GB at L) that this user can write")
+    try:  # before the run, not after it: a long measurement must not end on a folder it cannot write
+        args.results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"cannot create --results {args.results}: {exc}; give a folder this user can write")
     results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "duckdb_memory_limit": args.memory_limit, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="batchops-bench-", dir=args.workdir) as work:

@@ -277,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commands", choices=["in-process", "subprocess"], default="in-process",
                         help="run each day's commands by their CLI code in this process (default) or as processes")
     args = parser.parse_args(argv)
+    # before a run of many minutes, not after it
+    for option, folder in (("--results", args.results), ("--workdir", args.workdir)):
+        try:
+            if folder:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"cannot create {option} {folder}: {exc}; give a folder this user can write")
     work = Path(tempfile.mkdtemp(prefix="batchops-year-", dir=args.workdir))
     home = work / "home"
     for folder in ("configs", "pipelines", "sql"):
@@ -301,7 +308,6 @@ def main(argv: list[str] | None = None) -> int:
                "commands": args.commands,
                "retention": provider.retention.model_dump(), "workdir": str(work), "days": []}
     day_started: list[datetime] = []
-    args.results.mkdir(parents=True, exist_ok=True)
     with Steps("a year of daily operation", args.days) as bar:
         for index in range(args.days):
             day = START + timedelta(days=index)

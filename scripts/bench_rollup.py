@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--corrections {args.corrections}: give a share between 0 and 0.5")
     if not (SHARED_BENCH / "gen_scale.py").exists():
         parser.error(f"the shared anchors are not at {SHARED_BENCH}; set BATCHOPS_SHARED_BENCH")
+    try:  # before the run, not after it: a long measurement must not end on a folder it cannot write
+        args.results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"cannot create --results {args.results}: {exc}; give a folder this user can write")
     result = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               **run(args.customers, args.transactions, args.repeats, args.corrections, args.history_years,
                   args.memory_limit)}
