@@ -585,6 +585,7 @@ def test_predictions_of_every_kept_run_come_back_in_one_file_after_the_warehouse
     for bad, said in ((["--out", str(tmp_path / "history.xlsx")], "name a .parquet or .csv file"),
                       (["--out", str(tmp_path / "no" / "h.csv")], "does not exist"),
                       (["--from", "2030-01-01", "--out", str(csv)], "no predictions of provider_i between 2030-01-01"),
+                      (["--from", "2030-01-02", "--to", "2030-01-01", "--out", str(csv)], "is after --to 2030-01-01"),
                       (["--out", str(tmp_path)], "name a .parquet or .csv file"),
                       (["--out", str(rerun.run_dir / "predictions")], "name a .parquet or .csv file"),
                       (["--out", str(rerun.run_dir.parent)], "name a .parquet or .csv file"),

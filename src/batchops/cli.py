@@ -185,6 +185,8 @@ def predictions_command(settings: Settings, args: argparse.Namespace) -> int:
 
     from batchops.storage.rebuild import prediction_files
 
+    if args.since and args.until and args.since > args.until:
+        raise BatchOpsError(f"--from {args.since} is after --to {args.until}; give the earlier date first")
     out = args.out.expanduser().absolute()
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise BatchOpsError(f"--out {args.out}: name a .parquet or .csv file")
