@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--train-every", type=int, default=7)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workdir", type=Path, help="where the simulation's files go (default: a temp folder)")
+    parser.add_argument("--workdir", type=Path, help="where the simulation's files go; they are kept after the run for inspection (default: a new folder under the system's temp folder)")
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--commands", choices=["in-process", "subprocess"], default="in-process",
                         help="run each day's commands by their CLI code in this process (default) or as processes")

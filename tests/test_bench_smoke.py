@@ -57,3 +57,24 @@ def test_rollup_comparison_gives_every_variant_the_whole_history_rows(tmp_path):
         assert variant["rows"] == variants["whole_history"]["rows"] > 0, name
     # most customers were carried forward, not aggregated again: the state was used
     assert 0 < variants["running_state"]["customers_aggregated_again"] < variants["whole_history"]["rows"] / 2
+
+
+def test_year_simulation_runs_two_days_and_records_what_the_issue_asks(tmp_path):
+    """scripts/bench_daily.py (the committed year's proof) at two days: a model day and a scoring day, each
+    COMPLETE, with the fields of every day the year's JSON holds."""
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_daily.py"), "--days", "2", "--customers",
+                           "200", "--results", str(results), "--workdir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    year = json.loads((results / "daily_year.json").read_text())
+    assert [(d["day"], d["pipeline"], d["outcome"]) for d in year["days"]] == [
+        (1, "propensity_model", "COMPLETE"), (2, "propensity_scoring", "COMPLETE")]
+    for day in year["days"]:
+        assert day["seconds"] > 0 and day["prune_exit"] == 0, day
+        for key in ("warehouse_bytes", "runs_bytes", "metadata_bytes"):
+            assert day[key] > 0, (key, day)
+        assert day["rows"]["transactions"] > 0 and day["rows"]["predictions"] > 0, day
+    # the second day's drop held only that day's purchases, and they were added to the history
+    assert year["days"][1]["rows"]["transactions"] > year["days"][0]["rows"]["transactions"]
+    assert year["one_load_bytes"] > 0
