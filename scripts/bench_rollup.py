@@ -250,7 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     result = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               **run(args.customers, args.transactions, args.repeats, args.corrections, args.history_years,
                   args.memory_limit)}
-    args.results.mkdir(parents=True, exist_ok=True)
     stamp = result["started"].replace(":", "").replace("-", "")
     (args.results / f"rollup_{stamp}.json").write_text(json.dumps(result, indent=2))
     (args.results / f"rollup_{stamp}.md").write_text(markdown(result))
