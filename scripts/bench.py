@@ -372,6 +372,28 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def writable_folder(parser: argparse.ArgumentParser, option: str, folder: Path | None) -> None:
+    """Create an output folder before a run of many minutes, not after it: a parser error naming it if it cannot."""
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"cannot create {option} {folder}: {exc}; give a folder this user can write")
+
+
+def write_results(folder: Path, names: list[str], results: dict, text: str) -> None:
+    """results as <name>.json and its Markdown as <name>.md, for each name."""
+    for name in names:
+        (folder / f"{name}.json").write_text(json.dumps(results, indent=2))
+        (folder / f"{name}.md").write_text(text)
+
+
+def stamp(started: str) -> str:
+    """A results file's time stamp from the ISO time a run started."""
+    return started.replace(":", "").replace("-", "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="S,M")
@@ -397,10 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             parser.error(f"cannot create --workdir {args.workdir}: {exc}; give a folder on a disk with room for "
                          "the data (about 3 GB at L) that this user can write")
-    try:  # before the run, not after it: a long measurement must not end on a folder it cannot write
-        args.results.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"cannot create --results {args.results}: {exc}; give a folder this user can write")
+    writable_folder(parser, "--results", args.results)
     results = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                "duckdb_memory_limit": args.memory_limit, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="batchops-bench-", dir=args.workdir) as work:
@@ -410,13 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["sizes"][name] = bench_size(name, Path(work) / name, args.memory_limit, bar,
                                                       args.next_day_repeats)
         results["parse"] = {str(count): parse_dags(Path(work) / "parse", count) for count in args.parse_providers}
-    args.results.mkdir(parents=True, exist_ok=True)
-    stamp = results["started"].replace(":", "").replace("-", "")
     # a parse-only run (--sizes '') must not replace the latest sizes' figures
     prefix, latest = ("bench", "latest") if sizes else ("parse", "parse_latest")
-    for name in (f"{prefix}_{stamp}", latest):
-        (args.results / f"{name}.json").write_text(json.dumps(results, indent=2))
-        (args.results / f"{name}.md").write_text(markdown(results))
+    write_results(args.results, [f"{prefix}_{stamp(results['started'])}", latest], results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -50,7 +50,7 @@ from collections.abc import Callable
 import duckdb
 
 import generate_data
-from bench import machine
+from bench import machine, writable_folder, write_results
 from batchops.config import load_config_set
 from batchops.progress import Steps
 from batchops.storage.retention import METADATA_TABLES, airflow_clean_arguments, folder_bytes
@@ -277,13 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--commands", choices=["in-process", "subprocess"], default="in-process",
                         help="run each day's commands by their CLI code in this process (default) or as processes")
     args = parser.parse_args(argv)
-    # before a run of many minutes, not after it
-    for option, folder in (("--results", args.results), ("--workdir", args.workdir)):
-        try:
-            if folder:
-                folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            parser.error(f"cannot create {option} {folder}: {exc}; give a folder this user can write")
+    writable_folder(parser, "--results", args.results)
+    writable_folder(parser, "--workdir", args.workdir)
     work = Path(tempfile.mkdtemp(prefix="batchops-year-", dir=args.workdir))
     home = work / "home"
     for folder in ("configs", "pipelines", "sql"):
@@ -356,8 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 entry["error"] = (done.stdout + done.stderr)[-3000:]
             results["days"].append(entry)
             results["targets"] = targets(results)
-            (args.results / "daily_year.json").write_text(json.dumps(results, indent=2))
-            (args.results / "daily_year.md").write_text(markdown(results))
+            write_results(args.results, ["daily_year"], results, markdown(results))
             bar.advance()
     # the comparison: the year's transactions loaded once, as one full extract
     generate_data.generate(config_set.providers[FULL], last_day, args.customers, args.seed, home / "data",
@@ -370,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     results["warehouse_tables_bytes"] = table_bytes(home / "warehouse" / f"{PROVIDER}.duckdb", work / "sizes")
     results["one_load_tables_bytes"] = table_bytes(home / "warehouse" / f"{FULL}.duckdb", work / "sizes")
     results["targets"] = targets(results)
-    (args.results / "daily_year.json").write_text(json.dumps(results, indent=2))
-    (args.results / "daily_year.md").write_text(markdown(results))
+    write_results(args.results, ["daily_year"], results, markdown(results))
     print(markdown(results))
     return 0
 

@@ -34,7 +34,6 @@ from venv_bootstrap import ensure_project_python  # noqa: E402
 ensure_project_python(__file__)
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -43,7 +42,7 @@ import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from bench import REPO, SHARED_BENCH, machine  # noqa: E402
+from bench import REPO, SHARED_BENCH, machine, stamp, writable_folder, write_results  # noqa: E402
 
 YESTERDAY, TODAY = "2026-02-01", "2026-02-02"
 WINDOWS = (30, 90, 365)  # features.sql's windows; the trend compares [T-90, T) with [T-180, T-90)
@@ -243,16 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--corrections {args.corrections}: give a share between 0 and 0.5")
     if not (SHARED_BENCH / "gen_scale.py").exists():
         parser.error(f"the shared anchors are not at {SHARED_BENCH}; set BATCHOPS_SHARED_BENCH")
-    try:  # before the run, not after it: a long measurement must not end on a folder it cannot write
-        args.results.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"cannot create --results {args.results}: {exc}; give a folder this user can write")
+    writable_folder(parser, "--results", args.results)
     result = {"started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
               **run(args.customers, args.transactions, args.repeats, args.corrections, args.history_years,
                   args.memory_limit)}
-    stamp = result["started"].replace(":", "").replace("-", "")
-    (args.results / f"rollup_{stamp}.json").write_text(json.dumps(result, indent=2))
-    (args.results / f"rollup_{stamp}.md").write_text(markdown(result))
+    write_results(args.results, [f"rollup_{stamp(result['started'])}"], result, markdown(result))
     print(markdown(result))
     return 0
 
